@@ -1,0 +1,172 @@
+package crmsync
+
+import (
+	"fmt"
+	"time"
+)
+
+// EmailStatus is the status of a CRM email activity, with the product's codes.
+type EmailStatus uint8
+
+// Email statuses. The engine moves Pending Send → Sending → Sent, or Failed.
+const (
+	EmailDraft       EmailStatus = 1
+	EmailCompleted   EmailStatus = 2
+	EmailSent        EmailStatus = 3
+	EmailReceived    EmailStatus = 4
+	EmailCanceled    EmailStatus = 5
+	EmailPendingSend EmailStatus = 6
+	EmailSending     EmailStatus = 7
+	EmailFailed      EmailStatus = 8
+)
+
+// String returns the status's name, such as "pending send".
+func (s EmailStatus) String() string {
+	switch s {
+	case EmailDraft:
+		return "draft"
+	case EmailCompleted:
+		return "completed"
+	case EmailSent:
+		return "sent"
+	case EmailReceived:
+		return "received"
+	case EmailCanceled:
+		return "canceled"
+	case EmailPendingSend:
+		return "pending send"
+	case EmailSending:
+		return "sending"
+	case EmailFailed:
+		return "failed"
+	}
+	return fmt.Sprintf("email-status(%d)", uint8(s))
+}
+
+// Direction says whether an email came into the CRM or goes out of it.
+type Direction uint8
+
+// Directions.
+const (
+	DirectionIncoming Direction = iota + 1
+	DirectionOutgoing
+)
+
+// Correlation says how a tracked email was linked to the CRM email it answers.
+type Correlation uint8
+
+// Correlation methods, in the order the engine tries them.
+const (
+	CorrelationNone Correlation = iota
+	CorrelationSkipped
+	CorrelationInReplyTo
+	CorrelationTrackingToken
+	CorrelationConversationIndex
+	CorrelationSmartMatching
+	CorrelationCustom
+)
+
+// Address is a mailbox address with its display name.
+type Address struct {
+	Name  string
+	Email string
+}
+
+// String returns `"Name" <email>` or just the email.
+func (a Address) String() string {
+	if a.Name == "" {
+		return a.Email
+	}
+	return fmt.Sprintf("%q <%s>", a.Name, a.Email)
+}
+
+// Attachment is a file attached to an email. An attachment over the profile's limit,
+// or blocked, is kept with Skipped set and no Content, so the email records that it
+// was there.
+type Attachment struct {
+	Name        string
+	ContentType string
+	ContentID   string // for inline parts
+	Size        int64  // bytes, as received
+	Content     []byte
+	Skipped     bool   // true when the content was not kept
+	SkipReason  string // why, e.g. "larger than 5 MiB"
+}
+
+// Email is a CRM email activity: one tracked incoming message or one outgoing CRM email.
+type Email struct {
+	ID        string
+	MailboxID string
+	Direction Direction
+	Status    EmailStatus
+
+	// MessageID is the RFC 5322 Message-ID without angle brackets. The Store refuses a
+	// second incoming email with the same MessageID in one mailbox.
+	MessageID  string
+	InReplyTo  string   // without angle brackets
+	References []string // without angle brackets
+	// ThreadIndex is Outlook's Thread-Index header, base64 as received.
+	ThreadIndex string
+	// ProviderID is the message's identity at the provider (for IMAP
+	// "UIDVALIDITY/UID" of its folder, for Graph the item id). Unique per mailbox.
+	ProviderID string
+	// Folder is where the provider found the message.
+	Folder string
+
+	From    Address
+	To      []Address
+	Cc      []Address
+	Bcc     []Address
+	ReplyTo []Address
+	Subject string
+
+	TextBody    string
+	HTMLBody    string
+	Attachments []Attachment
+	// Size is the raw message size in bytes, when known.
+	Size int64
+
+	// SentAt is the Date header (incoming) or the submission time (outgoing).
+	SentAt     time.Time
+	ReceivedAt time.Time
+
+	RegardingID string
+	Correlation Correlation
+
+	// DeliveryAttempts counts submissions of an outgoing email.
+	DeliveryAttempts int
+	// FailureReason says why an outgoing email Failed.
+	FailureReason string
+	// Notes are remarks the engine made while tracking, such as a skipped attachment.
+	Notes []string
+
+	CreatedAt  time.Time
+	ModifiedAt time.Time
+}
+
+// Clone returns a deep copy of e.
+func (e *Email) Clone() *Email {
+	c := *e
+	c.References = append([]string(nil), e.References...)
+	c.To = append([]Address(nil), e.To...)
+	c.Cc = append([]Address(nil), e.Cc...)
+	c.Bcc = append([]Address(nil), e.Bcc...)
+	c.ReplyTo = append([]Address(nil), e.ReplyTo...)
+	c.Notes = append([]string(nil), e.Notes...)
+	if e.Attachments != nil {
+		c.Attachments = make([]Attachment, len(e.Attachments))
+		for i, a := range e.Attachments {
+			a.Content = append([]byte(nil), a.Content...)
+			c.Attachments[i] = a
+		}
+	}
+	return &c
+}
+
+// Recipients returns To, Cc and Bcc in that order.
+func (e *Email) Recipients() []Address {
+	out := make([]Address, 0, len(e.To)+len(e.Cc)+len(e.Bcc))
+	out = append(out, e.To...)
+	out = append(out, e.Cc...)
+	return append(out, e.Bcc...)
+}
