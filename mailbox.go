@@ -70,11 +70,11 @@ type IncomingOption uint8
 // Incoming processing options. The zero value is the product's default, replies to CRM
 // email.
 const (
-	IncomingReplies      IncomingOption = iota // replies to CRM email
-	IncomingAll                                // all messages
-	IncomingFromCRM                            // messages from CRM leads, contacts and accounts
-	IncomingFromEnabled                        // messages from email-enabled records
-	IncomingNone                               // no messages
+	IncomingReplies     IncomingOption = iota // replies to CRM email
+	IncomingAll                               // all messages
+	IncomingFromCRM                           // messages from CRM leads, contacts and accounts
+	IncomingFromEnabled                       // messages from email-enabled records
+	IncomingNone                              // no messages
 )
 
 // Mailbox is one user's or queue's mailbox: the unit the engine synchronizes. One user has

@@ -40,10 +40,10 @@ type CredentialSource uint8
 
 // Credential sources.
 const (
-	CredentialsFromMailbox CredentialSource = iota // each mailbox (user or queue) holds its own
-	CredentialsFromProfile                         // the profile holds one set for all its mailboxes
-	CredentialsServerToServer                      // app-only OAuth (Exchange Online)
-	CredentialsOAuthGrant                          // a per-mailbox OAuth grant (Gmail)
+	CredentialsFromMailbox    CredentialSource = iota // each mailbox (user or queue) holds its own
+	CredentialsFromProfile                            // the profile holds one set for all its mailboxes
+	CredentialsServerToServer                         // app-only OAuth (Exchange Online)
+	CredentialsOAuthGrant                             // a per-mailbox OAuth grant (Gmail)
 )
 
 // Security is how a connection is protected.
@@ -79,7 +79,9 @@ type Credentials struct {
 func (c Credentials) IsZero() bool { return c == Credentials{} }
 
 // String hides the secrets so that a Credentials value printed by mistake leaks nothing.
-func (c Credentials) String() string { return fmt.Sprintf("Credentials{Username:%q, secrets hidden}", c.Username) }
+func (c Credentials) String() string {
+	return fmt.Sprintf("Credentials{Username:%q, secrets hidden}", c.Username)
+}
 
 // GoString hides the secrets from %#v too.
 func (c Credentials) GoString() string { return c.String() }
