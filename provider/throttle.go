@@ -197,3 +197,6 @@ func (l *Limiter) PausedUntil() time.Time {
 }
 
 var _ Throttler = (*Limiter)(nil)
+
+// Capacity returns the number of units the limiter hands out at once.
+func (l *Limiter) Capacity() int { return l.cfg.Capacity }
