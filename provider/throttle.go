@@ -79,7 +79,7 @@ func (l *Limiter) Acquire(ctx context.Context, cost int) (func(), error) {
 		cost = 1
 	}
 	if cost > l.cfg.Capacity {
-		return nil, fmt.Errorf("provider: cost %d exceeds limiter capacity %d", cost, l.cfg.Capacity)
+		return nil, crmsync.Errorf(crmsync.KindPermanent, "throttle", "cost %d exceeds limiter capacity %d", cost, l.cfg.Capacity)
 	}
 	if err := l.waitPause(ctx); err != nil {
 		return nil, err
