@@ -99,7 +99,14 @@ func (e *Engine) finish(c *crmstore.Claim, info CycleInfo, r result, cause error
 	end := e.clock.Now()
 	st := c.Mailbox.State(c.Workload)
 	out := CycleOutcome{End: end, Items: r.items, Err: r.err, Kind: crmsync.KindOf(r.err)}
-	defer func() { e.obs.CycleFinished(info, out) }()
+	defer func() {
+		e.obs.CycleFinished(info, out)
+		// A next run within the poll interval (a cycle cut short, a resync, a short
+		// retry) must not wait for the dispatcher's next poll.
+		if !out.Next.IsZero() && out.Next.Sub(e.clock.Now()) < e.cfg.PollInterval {
+			e.Wake(c.Workload)
+		}
+	}()
 
 	switch {
 	case errors.Is(cause, crmstore.ErrLeaseLost), errors.Is(r.err, crmstore.ErrLeaseLost), errors.Is(cause, errUnmapped):

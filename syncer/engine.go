@@ -71,9 +71,6 @@ type cycle struct {
 
 // New validates cfg and returns an Engine. It starts nothing.
 func New(cfg Config) (*Engine, error) {
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
