@@ -1,8 +1,11 @@
 package syncer_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -751,4 +754,51 @@ func TestRealClockStartStop(t *testing.T) {
 	default:
 		t.Fatal("Stopped not closed after Stop")
 	}
+}
+
+// The engine's structured events name the mailbox, workload and error kind, and never a
+// credential.
+func TestLogEventsCarryNoSecrets(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf syncBuffer
+		logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		h := newHarness(t, withConfig(func(c *syncer.Config) { c.Logger = logger }))
+		h.profile("p", 0)
+		m := &crmsync.Mailbox{ID: "mb-alice", Address: "alice@example.test", ProfileID: "p",
+			Owner: crmsync.Owner{Kind: crmsync.OwnerUser, ID: "alice"}, Approval: crmsync.ApprovalApproved,
+			Credentials: crmsync.Credentials{Username: "alice", Password: "s3cret-pw", RefreshToken: "1//refresh-tok"},
+			Incoming:    crmsync.WorkloadState{Method: crmsync.DeliveryServerSideSync}}
+		_, err := h.eng.MapMailbox(h.ctx, m, syncer.MapOptions{})
+		require.NoError(t, err)
+		h.fake.AddMailbox(m.Address)
+		h.start()
+		h.enable("mb-alice")
+		synctest.Wait() // the first cycle succeeds
+		h.fake.FailNext(m.Address, providertest.OpFetch, provider.Auth("imap login", errors.New("AUTHENTICATIONFAILED")), 1)
+		h.sleep(5 * time.Minute)
+		out := buf.String()
+		for _, want := range []string{`"msg":"cycle started"`, `"msg":"cycle done"`, `"msg":"cycle failed"`,
+			`"mailbox":"mb-alice"`, `"workload":"incoming"`, `"kind":"auth"`, `"disabled":true`} {
+			assert.Contains(t, out, want)
+		}
+		assert.NotContains(t, out, "s3cret-pw")
+		assert.NotContains(t, out, "1//refresh-tok")
+	})
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
