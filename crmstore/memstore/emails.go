@@ -53,8 +53,8 @@ func count(m map[pair]int, k pair, d int) {
 	}
 }
 
-// reindex moves e in the indexes from the keys it had to the keys it has. A new email
-// comes from the zero keys with had.mailbox set apart by added.
+// reindex moves e in the indexes from the keys it had to the keys it has; added says e
+// is new to the indexes, and had is then ignored.
 func (s *Store) reindex(e *crmsync.Email, had emailKeys, added bool) {
 	has := keysOf(e)
 	if !added && has == had {

@@ -41,7 +41,6 @@ var profileTests = []test{
 		}
 	}},
 	{"Replace", func(h *harness) {
-		h.putProfile("p1")
 		h.must(h.s.PutProfile(h.ctx, &crmsync.ServerProfile{ID: "p1", Name: "second", Kind: crmsync.ServerGmail}), "PutProfile")
 		got, err := h.s.Profile(h.ctx, "p1")
 		h.must(err, "Profile")

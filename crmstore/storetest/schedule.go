@@ -25,7 +25,6 @@ func (h *harness) wantNextDue(w crmsync.Workload, want time.Time) {
 
 var scheduleTests = []test{
 	{"ClaimsOnlyDueRunnableUnheld", func(h *harness) {
-		h.putProfile("p1")
 		notRunnable := func(id string, st crmsync.WorkloadState) {
 			h.add(newMailbox(id, "u-"+id))
 			h.must(h.s.SetWorkload(h.ctx, id, crmsync.Incoming, st, base.Add(-time.Minute)), "SetWorkload(%s)", id)
@@ -85,7 +84,6 @@ var scheduleTests = []test{
 		h.finish(in.Lease, base.Add(time.Hour))
 	}},
 	{"ClaimCarriesCopies", func(h *harness) {
-		h.putProfile("p1")
 		m := newMailbox("m1", "alice")
 		m.TrackedFolders = []string{"INBOX/A"}
 		h.add(m)

@@ -54,7 +54,12 @@ func Run(t *testing.T, newStore func(t *testing.T) crmstore.Store) {
 					if s == nil {
 						t.Fatal("newStore returned nil")
 					}
-					tc.fn(&harness{t: t, ctx: context.Background(), s: s})
+					h := &harness{t: t, ctx: context.Background(), s: s}
+					// The suite's mailboxes are in p1 and p2, so a store that wants a
+					// mailbox's profile to exist finds it.
+					h.putProfile("p1")
+					h.putProfile("p2")
+					tc.fn(h)
 				})
 			}
 		})

@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/crmsync/crmsync"
@@ -150,6 +152,66 @@ var trackingTests = []test{
 		// The email A could not write is still new for the next holder.
 		again := []*crmsync.Email{incoming("INBOX/2", "late@x", "late")}
 		h.wantTracked(h.track(c.Lease, "c2", again...), again, true)
+	}},
+	{"ConcurrentCycles", func(h *harness) {
+		const mailboxes, workers, rounds = 8, 4, 3
+		for i := range mailboxes {
+			h.addDue(fmt.Sprintf("m%d", i), crmsync.Incoming, base)
+		}
+		for round := range rounds {
+			now := base.Add(time.Duration(round) * time.Minute)
+			var wg sync.WaitGroup
+			for w := range workers {
+				owner := fmt.Sprintf("engine-%d", w)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range 10 * mailboxes {
+						cs, err := h.s.ClaimDue(h.ctx, crmstore.ClaimQuery{Workload: crmsync.Incoming, Owner: owner, Now: now, LeaseFor: leaseFor, Limit: 2})
+						if err != nil || len(cs) == 0 {
+							if err != nil {
+								h.t.Errorf("ClaimDue: %v", err)
+							}
+							return
+						}
+						for _, c := range cs {
+							own := fmt.Sprintf("%s-%d", c.MailboxID, round)
+							batch := []*crmsync.Email{
+								incoming("INBOX/"+own, own+"@x", own),
+								incoming(fmt.Sprintf("INBOX/b%d", round), fmt.Sprintf("broadcast-%d@x", round), "broadcast"),
+							}
+							r, err := h.s.TrackIncoming(h.ctx, c.Lease, batch, []byte(fmt.Sprintf("r%d", round)))
+							if err != nil || r.Tracked != 2 {
+								h.t.Errorf("TrackIncoming(%s): %+v, %v", c.MailboxID, r, err)
+							}
+							err = h.s.FinishCycle(h.ctx, c.Lease, crmstore.CycleResult{At: now, Status: crmsync.StatusSuccess, Next: now.Add(time.Minute)})
+							if err != nil {
+								h.t.Errorf("FinishCycle(%s): %v", c.MailboxID, err)
+							}
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			es, err := h.s.EmailsByMessageID(h.ctx, []string{fmt.Sprintf("broadcast-%d@x", round)})
+			h.must(err, "EmailsByMessageID")
+			if len(es) != mailboxes {
+				h.t.Fatalf("round %d: the broadcast is tracked %d times, want once in each of %d mailboxes", round, len(es), mailboxes)
+			}
+		}
+		for i := range mailboxes {
+			id := fmt.Sprintf("m%d", i)
+			if es := h.emailsOf(id); len(es) != 2*rounds {
+				h.t.Errorf("%s holds %d emails, want %d", id, len(es), 2*rounds)
+			}
+		}
+		cs := h.claim(crmsync.Incoming, "engine", base.Add(time.Hour), 100)
+		if len(cs) != mailboxes {
+			h.t.Fatalf("%d mailboxes due after the rounds, want %d", len(cs), mailboxes)
+		}
+		for _, c := range cs {
+			h.wantCursor(c, fmt.Sprintf("r%d", rounds-1))
+		}
 	}},
 	{"DeletedMailboxLeaseLost", func(h *harness) {
 		l := h.leaseOn("m1", crmsync.Incoming)
