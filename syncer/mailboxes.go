@@ -148,7 +148,7 @@ func (r *TestReport) Err() error {
 // a workload that passed is scheduled to run now, one that failed will not run until a
 // later Test & Enable passes. The mailbox must be approved unless Config.SkipApproval is
 // set. When incoming email passes and the mailbox has no ProcessEmailAfter yet, it is set
-// to now, so mail received before the mailbox was enabled is not tracked.
+// to now (to the second), so mail received before the mailbox was enabled is not tracked.
 //
 // The returned error is for a failure to run the test at all (a Store error, an unknown
 // mailbox); the report tells each workload's result.
@@ -183,7 +183,9 @@ func (e *Engine) TestAndEnable(ctx context.Context, mailboxID string) (*TestRepo
 	if err := results[crmsync.Incoming]; err == nil && mb.Incoming.Method == crmsync.DeliveryServerSideSync && mb.ProcessEmailAfter.IsZero() {
 		if _, err := e.store.UpdateMailbox(ctx, mb.ID, func(m *crmsync.Mailbox) error {
 			if m.ProcessEmailAfter.IsZero() {
-				m.ProcessEmailAfter = now
+				// Whole seconds: servers date messages to the second (IMAP's
+				// INTERNALDATE), so mail that arrives in the same second counts.
+				m.ProcessEmailAfter = now.Truncate(time.Second)
 			}
 			return nil
 		}); err != nil {

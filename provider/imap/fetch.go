@@ -1,0 +1,453 @@
+package imap
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/provider"
+)
+
+// FetchIncoming returns the messages that arrived in INBOX and req.Folders after
+// req.Cursor, headers first: req.Screen sees header-only emails, and only the accepted
+// messages are fetched in full. At most req.Max messages (Config.MaxMessages when zero)
+// are looked at, folder by folder in the order INBOX then req.Folders, lowest UIDs
+// first; More is set when some remain. See the package documentation for the cursor
+// and the round trips.
+//
+// A cursor that cannot be read is a cursor-expired error. A missing INBOX is a
+// not-found error; a missing tracked folder is skipped and logged, so that a folder the
+// user deleted does not stop the inbox.
+func (c *Conn) FetchIncoming(ctx context.Context, req provider.FetchRequest) (*provider.Batch, error) {
+	const op = "imap fetch"
+	cur, err := decodeCursor(req.Cursor)
+	if err != nil {
+		return nil, provider.CursorExpired(op, err)
+	}
+	max := req.Max
+	if max <= 0 {
+		max = c.d.cfg.MaxMessages
+	}
+	batch := &provider.Batch{}
+	err = c.withIMAP(ctx, op, func(cl *imapclient.Client) error {
+		f := &fetcher{c: c, cl: cl, ctx: ctx, req: req, cur: cur, budget: max, batch: batch}
+		return f.run(folderList(req.Folders))
+	})
+	if err != nil {
+		return nil, err
+	}
+	batch.Cursor = cur.encode()
+	return batch, nil
+}
+
+// folderList returns INBOX followed by the tracked folders, without repeats.
+func folderList(tracked []string) []string {
+	out := []string{"INBOX"}
+	for _, f := range tracked {
+		if f == "" || strings.EqualFold(f, "INBOX") || slices.Contains(out, f) {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// callerError carries an error of the caller's own code (the Screen function) through
+// withIMAP unchanged.
+type callerError struct{ err error }
+
+func (e *callerError) Error() string { return e.err.Error() }
+func (e *callerError) Unwrap() error { return e.err }
+
+// fetcher is one FetchIncoming call.
+type fetcher struct {
+	c      *Conn
+	cl     *imapclient.Client
+	ctx    context.Context
+	req    provider.FetchRequest
+	cur    *cursor
+	budget int // messages that may still be looked at
+	batch  *provider.Batch
+}
+
+func (f *fetcher) run(folders []string) error {
+	condstore := f.cl.Caps().Has(imap.CapCondStore)
+	opts := &imap.StatusOptions{UIDNext: true, UIDValidity: true, HighestModSeq: condstore}
+
+	// One round trip for all folders: the STATUS commands are pipelined.
+	cmds := make([]*imapclient.StatusCommand, len(folders))
+	for i, name := range folders {
+		cmds[i] = f.cl.Status(name, opts)
+	}
+	statuses := make([]*imap.StatusData, len(folders))
+	var firstErr error
+	for i, cmd := range cmds {
+		st, err := cmd.Wait()
+		switch {
+		case err == nil:
+			statuses[i] = st
+		case i > 0 && isNo(err):
+			f.c.log.Warn("imap: tracked folder cannot be read; skipped", "folder", folders[i], "err", err)
+		case missingMailbox(err):
+			firstErr = firstError(firstErr, notFound("imap fetch", "%s: no folder %s (%v)", f.c.whoOr("mailbox"), folders[i], err))
+		default:
+			firstErr = firstError(firstErr, err)
+		}
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	for i, name := range folders {
+		if statuses[i] == nil {
+			continue
+		}
+		if err := f.folder(name, statuses[i], condstore); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// firstError returns the first non-nil error.
+func firstError(first, next error) error {
+	if first != nil {
+		return first
+	}
+	return next
+}
+
+// missingMailbox reports whether a command failed because the mailbox does not exist.
+func missingMailbox(err error) bool {
+	var ierr *imap.Error
+	if !errors.As(err, &ierr) || ierr.Type != imap.StatusResponseTypeNo {
+		return false
+	}
+	return ierr.Code == imap.ResponseCodeNonExistent || ierr.Code == imap.ResponseCodeTryCreate
+}
+
+// isNo reports whether err is a NO answer: the command failed, the session is fine.
+func isNo(err error) bool {
+	var ierr *imap.Error
+	return errors.As(err, &ierr) && ierr.Type == imap.StatusResponseTypeNo
+}
+
+// folder reads one folder from its cursor position.
+func (f *fetcher) folder(name string, st *imap.StatusData, condstore bool) error {
+	fs := f.cur.Folders[name]
+	if fs != nil && st.UIDValidity != 0 && st.UIDValidity == fs.Validity && fs.Next != 0 && uint32(st.UIDNext) == fs.Next {
+		return nil // nothing arrived since the folder was read to its end
+	}
+	if f.budget <= 0 {
+		f.batch.More = true
+		return nil
+	}
+	sel, err := f.cl.Select(name, &imap.SelectOptions{ReadOnly: true, CondStore: condstore}).Wait()
+	if err != nil {
+		if missingMailbox(err) {
+			return notFound("imap fetch", "%s: no folder %s (%v)", f.c.whoOr("mailbox"), name, err)
+		}
+		return err
+	}
+	if fs == nil || fs.Validity != sel.UIDValidity {
+		if fs != nil {
+			f.c.log.Info("imap: UIDVALIDITY changed; reading the folder again from its first message",
+				"folder", name, "old", fs.Validity, "new", sel.UIDValidity)
+		}
+		fs = &folderState{Validity: sel.UIDValidity}
+		f.cur.Folders[name] = fs
+	}
+
+	criteria := &imap.SearchCriteria{UID: []imap.UIDSet{{{Start: imap.UID(fs.Last + 1), Stop: 0}}}}
+	if !f.req.Since.IsZero() {
+		criteria.Since = searchSince(f.req.Since)
+	}
+	data, err := f.cl.UIDSearch(criteria, nil).Wait()
+	if err != nil {
+		return err
+	}
+	var uids []imap.UID
+	for _, uid := range data.AllUIDs() {
+		// "n:*" also matches the highest UID when it is below n.
+		if uint32(uid) > fs.Last {
+			uids = append(uids, uid)
+		}
+	}
+	slices.Sort(uids)
+
+	caughtUp := func() {
+		if next := uint32(sel.UIDNext); next > 0 {
+			fs.Last = max(fs.Last, next-1)
+			fs.Next = next
+		}
+		fs.ModSeq = sel.HighestModSeq
+	}
+	if len(uids) == 0 {
+		caughtUp()
+		return nil
+	}
+	take := uids[:min(f.budget, len(uids))]
+	if err := f.messages(name, fs.Validity, take); err != nil {
+		return err
+	}
+	f.budget -= len(take)
+	fs.Last = uint32(take[len(take)-1])
+	if len(take) < len(uids) {
+		f.batch.More = true
+		fs.Next = 0
+		return nil
+	}
+	// Every message below the UIDNEXT seen at SELECT was in the search: the folder is
+	// read to its end.
+	caughtUp()
+	return nil
+}
+
+// searchSince returns the SEARCH SINCE date for since. SINCE compares dates only, in
+// the server's time zone, so the search starts a day early and INTERNALDATE is compared
+// exactly after the headers are fetched.
+func searchSince(since time.Time) time.Time {
+	u := since.UTC()
+	return time.Date(u.Year(), u.Month(), u.Day(), 0, 0, 0, 0, time.UTC).AddDate(0, 0, -1)
+}
+
+var headerSection = &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
+var fullSection = &imap.FetchItemBodySection{Peek: true}
+
+// messages fetches the headers of uids, screens them, and fetches the accepted ones in
+// full.
+func (f *fetcher) messages(folder string, validity uint32, uids []imap.UID) error {
+	bufs, err := f.cl.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{
+		UID: true, InternalDate: true, RFC822Size: true,
+		BodySection: []*imap.FetchItemBodySection{headerSection},
+	}).Collect()
+	if err != nil {
+		return err
+	}
+	byUID := make(map[imap.UID]*imapclient.FetchMessageBuffer, len(bufs))
+	for _, b := range bufs {
+		if b.UID != 0 {
+			byUID[b.UID] = b
+		}
+	}
+
+	emails := make(map[imap.UID]*crmsync.Email)
+	var headerless []imap.UID
+	for _, uid := range uids {
+		b := byUID[uid]
+		if b == nil || b.FindBodySection(headerSection) == nil {
+			continue // expunged since the search: nothing to track
+		}
+		if !f.req.Since.IsZero() && !b.InternalDate.IsZero() && b.InternalDate.Before(f.req.Since) {
+			continue // received before the effective start
+		}
+		e := f.headerOnly(folder, validity, uid, b.FindBodySection(headerSection))
+		if e == nil {
+			headerless = append(headerless, uid)
+			continue
+		}
+		e.Size = b.RFC822Size
+		e.ReceivedAt = b.InternalDate
+		emails[uid] = e
+	}
+
+	// A server may fail to cut the header of a malformed message (imapmemserver does):
+	// read those from the whole message, which they then do not fetch again.
+	full := make(map[imap.UID][]byte)
+	if len(headerless) > 0 {
+		err := f.fetchFull(headerless, func(uid imap.UID, raw []byte) {
+			b := byUID[uid]
+			e := f.headerOnly(folder, validity, uid, raw)
+			if e == nil {
+				id := providerID(folder, validity, uid)
+				f.batch.Failed = append(f.batch.Failed, provider.FailedItem{
+					Ref: provider.ItemRef{Folder: folder, ID: id},
+					Err: provider.Permanent("imap parse", fmt.Errorf("%s: the message has no header", id)),
+				})
+				return
+			}
+			e.Size = b.RFC822Size
+			e.ReceivedAt = b.InternalDate
+			emails[uid] = e
+			full[uid] = raw
+		})
+		if err != nil {
+			return err
+		}
+	}
+
+	var candidates []*crmsync.Email
+	for _, uid := range uids {
+		if e := emails[uid]; e != nil {
+			candidates = append(candidates, e)
+		}
+	}
+	if len(candidates) == 0 {
+		return nil
+	}
+	accepted, err := f.screen(candidates)
+	if err != nil {
+		return err
+	}
+
+	// Parse the accepted messages as their bodies arrive, and add them in UID order.
+	parsed := make(map[imap.UID]bool)
+	parse := func(uid imap.UID, raw []byte) {
+		e := emails[uid]
+		if e == nil || parsed[uid] {
+			return
+		}
+		parsed[uid] = true
+		if err := parseMessage(e, raw, f.req.AttachmentLimit); err != nil {
+			f.batch.Failed = append(f.batch.Failed, provider.FailedItem{
+				Ref:       provider.ItemRef{Folder: folder, ID: e.ProviderID},
+				MessageID: e.MessageID,
+				Err:       provider.Permanent("imap parse", fmt.Errorf("%s: %w", e.ProviderID, err)),
+			})
+			emails[uid] = nil
+		}
+	}
+	var want []imap.UID
+	for _, uid := range uids {
+		e := emails[uid]
+		switch {
+		case e == nil || !accepted[e]:
+		case full[uid] != nil:
+			parse(uid, full[uid])
+		default:
+			want = append(want, uid)
+		}
+	}
+	if len(want) > 0 {
+		if err := f.fetchFull(want, parse); err != nil {
+			return err
+		}
+	}
+	for _, uid := range uids {
+		e := emails[uid]
+		switch {
+		case e == nil || !accepted[e]:
+		case parsed[uid]:
+			f.batch.Emails = append(f.batch.Emails, e)
+		default:
+			f.batch.Failed = append(f.batch.Failed, provider.FailedItem{
+				Ref:       provider.ItemRef{Folder: folder, ID: e.ProviderID},
+				MessageID: e.MessageID,
+				Err:       notFound("imap fetch", "%s was expunged before its body was fetched", e.ProviderID),
+			})
+		}
+	}
+	return nil
+}
+
+// headerOnly builds the header-only email of one message from its header (or whole
+// message); nil when it has no readable header.
+func (f *fetcher) headerOnly(folder string, validity uint32, uid imap.UID, raw []byte) *crmsync.Email {
+	h, notes, err := readHeader(bufio.NewReader(bytes.NewReader(raw)))
+	if err != nil || h.Len() == 0 {
+		return nil
+	}
+	e := headerEmail(h)
+	e.Notes = notes
+	e.ProviderID = providerID(folder, validity, uid)
+	e.Folder = folder
+	return e
+}
+
+// screen asks req.Screen which candidates to fetch in full; nil accepts all.
+func (f *fetcher) screen(candidates []*crmsync.Email) (map[*crmsync.Email]bool, error) {
+	accepted := make(map[*crmsync.Email]bool, len(candidates))
+	if f.req.Screen == nil {
+		for _, e := range candidates {
+			accepted[e] = true
+		}
+		return accepted, nil
+	}
+	// Screen gets the emails the batch returns, so that what it learns from the
+	// headers (a correlation, say) stays on them.
+	verdicts, err := f.req.Screen(f.ctx, candidates)
+	if err != nil {
+		return nil, &callerError{err}
+	}
+	if len(verdicts) != len(candidates) {
+		return nil, crmsync.Errorf(crmsync.KindPermanent, "imap fetch", "screen returned %d verdicts for %d emails", len(verdicts), len(candidates))
+	}
+	for i, ok := range verdicts {
+		if ok {
+			accepted[candidates[i]] = true
+		}
+	}
+	return accepted, nil
+}
+
+// fetchFull fetches whole messages (BODY.PEEK[]) and hands each to got as it arrives,
+// so that one message at a time is held in memory.
+func (f *fetcher) fetchFull(uids []imap.UID, got func(uid imap.UID, raw []byte)) error {
+	cmd := f.cl.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{
+		UID: true, BodySection: []*imap.FetchItemBodySection{fullSection},
+	})
+	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+		var uid imap.UID
+		var raw []byte
+		var readErr error
+		for item := msg.Next(); item != nil; item = msg.Next() {
+			switch it := item.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = it.UID
+			case imapclient.FetchItemDataBodySection:
+				if it.Literal != nil {
+					raw, readErr = io.ReadAll(it.Literal)
+				}
+			}
+		}
+		if readErr != nil {
+			break // the connection broke; Close reports it
+		}
+		if uid != 0 && raw != nil {
+			got(uid, raw)
+		}
+	}
+	return cmd.Close()
+}
+
+// providerID is a message's identity: "<folder>/<uidvalidity>/<uid>".
+func providerID(folder string, validity uint32, uid imap.UID) string {
+	return fmt.Sprintf("%s/%d/%d", folder, validity, uid)
+}
+
+// parseProviderID splits a provider identity; the folder may itself contain slashes.
+func parseProviderID(id string) (folder string, validity uint32, uid imap.UID, err error) {
+	bad := fmt.Errorf("%q is not an IMAP provider id", id)
+	rest, u, ok := cutLast(id)
+	if !ok {
+		return "", 0, 0, bad
+	}
+	folder, v, ok := cutLast(rest)
+	if !ok || folder == "" {
+		return "", 0, 0, bad
+	}
+	vn, err1 := strconv.ParseUint(v, 10, 32)
+	un, err2 := strconv.ParseUint(u, 10, 32)
+	if err1 != nil || err2 != nil || un == 0 {
+		return "", 0, 0, bad
+	}
+	return folder, uint32(vn), imap.UID(un), nil
+}
+
+func cutLast(s string) (before, after string, ok bool) {
+	i := strings.LastIndexByte(s, '/')
+	if i < 0 {
+		return "", "", false
+	}
+	return s[:i], s[i+1:], true
+}
