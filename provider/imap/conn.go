@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -180,13 +181,13 @@ func (c *Conn) openIMAP(ctx context.Context) (*imapclient.Client, error) {
 			if errors.As(err, &ierr) {
 				return nil, provider.Permanent("imap starttls", fmt.Errorf("%s: the server refused STARTTLS: %w", ep.Address(), err))
 			}
-			return nil, c.dialError("imap starttls", ep.Address(), err)
+			return nil, timeoutError(ctx, "imap starttls", ep.Address(), timeout, c.dialError("imap starttls", ep.Address(), err))
 		}
 	case crmsync.SecurityTLS, crmsync.SecurityPlaintext:
 		cl = imapclient.New(nc, opts)
 		if err := cl.WaitGreeting(); err != nil {
 			cl.Close()
-			return nil, c.greetingError(ep.Address(), err)
+			return nil, timeoutError(ctx, "imap connect", ep.Address(), timeout, c.greetingError(ep.Address(), err))
 		}
 	default:
 		nc.Close()
@@ -195,9 +196,19 @@ func (c *Conn) openIMAP(ctx context.Context) (*imapclient.Client, error) {
 
 	if err := c.login(cl); err != nil {
 		cl.Close()
-		return nil, err
+		return nil, timeoutError(ctx, "imap login", ep.Address(), timeout, err)
 	}
 	return cl, nil
+}
+
+// timeoutError returns err, or, when the connection timeout passed (ctx's deadline, or
+// the client's own read deadline of the same length), a transient error that says so.
+func timeoutError(ctx context.Context, op, addr string, timeout time.Duration, err error) error {
+	var ne net.Error
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		return provider.Transient(op, fmt.Errorf("%s: no answer within %v: %w", addr, timeout, context.DeadlineExceeded))
+	}
+	return err
 }
 
 // login authenticates with LOGIN, or with AUTHENTICATE PLAIN where the server disables

@@ -124,6 +124,8 @@ func TestConnectionTimeout(t *testing.T) {
 	for _, w := range []crmsync.Workload{crmsync.Incoming, crmsync.Outgoing} {
 		err = c.Test(context.Background(), w)
 		assert.Equal(t, crmsync.KindTransient, crmsync.KindOf(err), "%s: %v", w, err)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Contains(t, err.Error(), "no answer within 200ms")
 	}
 	assert.Less(t, time.Since(start), 5*time.Second, "the profile's timeout bounds the connection")
 }

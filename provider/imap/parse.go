@@ -259,10 +259,11 @@ func splitAddresses(s string) []string {
 	return parts
 }
 
-// parseMessage reads a whole message into e, which already carries the header fields
-// (and the header's notes, see readHeader): the text and HTML bodies and the attachments. Attachments larger than limit (0: no
-// limit) are kept as Skipped, with a note. It fails only when the message has no
-// readable header; a body whose MIME structure cannot be read is kept as plain text.
+// parseMessage reads the bodies and attachments of a whole message into e, which
+// already carries the header fields and the header's notes (see headerEmail and
+// readHeader). Attachments larger than limit (0: no limit) are kept as Skipped, with a
+// note. It fails only when the message has no readable header; a body whose MIME
+// structure cannot be read at all is kept as plain text, with a note.
 func parseMessage(e *crmsync.Email, raw []byte, limit int64) error {
 	br := bufio.NewReader(bytes.NewReader(raw))
 	h, _, err := readHeader(br)

@@ -84,10 +84,14 @@ func (c *Conn) openSMTP(ctx context.Context) (*smtp.Client, error) {
 		if err != nil {
 			nc.Close()
 			var se *smtp.SMTPError
-			if errors.As(err, &se) || err.Error() == "smtp: server doesn't support STARTTLS" {
+			switch {
+			case errors.As(err, &se) && se.Code/100 == 4:
+				// A busy server (421 at the greeting, say), not a refusal.
+				return nil, smtpError("smtp starttls", fmt.Errorf("%s: %w", ep.Address(), err), false)
+			case se != nil, err.Error() == "smtp: server doesn't support STARTTLS": // go-smtp's own error
 				return nil, provider.Permanent("smtp starttls", fmt.Errorf("%s: the server refused STARTTLS: %w", ep.Address(), err))
 			}
-			return nil, c.dialError("smtp starttls", ep.Address(), err)
+			return nil, timeoutError(ctx, "smtp starttls", ep.Address(), timeout, c.dialError("smtp starttls", ep.Address(), err))
 		}
 	case crmsync.SecurityTLS, crmsync.SecurityPlaintext:
 		sc = smtp.NewClient(nc)
@@ -99,11 +103,11 @@ func (c *Conn) openSMTP(ctx context.Context) (*smtp.Client, error) {
 	sc.SubmissionTimeout = max(timeout, minSubmissionTimeout)
 	if err := sc.Hello(c.d.cfg.LocalName); err != nil {
 		sc.Close()
-		return nil, smtpError("smtp connect", fmt.Errorf("%s: %w", ep.Address(), err), false)
+		return nil, timeoutError(ctx, "smtp connect", ep.Address(), timeout, smtpError("smtp connect", fmt.Errorf("%s: %w", ep.Address(), err), false))
 	}
 	if err := c.smtpAuth(sc); err != nil {
 		sc.Close()
-		return nil, err
+		return nil, timeoutError(ctx, "smtp auth", ep.Address(), timeout, err)
 	}
 	return sc, nil
 }

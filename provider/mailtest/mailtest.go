@@ -18,7 +18,12 @@
 // Deliver and DeliverAt put a raw message straight into an INBOX.
 //
 // Stats counts what clients did (commands by name, full-body fetches, accepted SMTP
-// messages), so a test can check that a provider keeps its round trips down.
+// messages), so a test can check that a provider keeps its round trips down. Close stops
+// both servers and waits for every goroutine they started.
+//
+// What imapmemserver cannot do, the Server does not either: no mailbox carries a
+// SPECIAL-USE attribute (Sent is found by its name), there is no CONDSTORE (no
+// HIGHESTMODSEQ), and a message whose header does not parse is served empty.
 package mailtest
 
 import (
@@ -227,12 +232,11 @@ func (s *Server) Close() error {
 	s.imapLn.closeAll()
 	s.imapLn.wait()
 
-	// SMTP: close every connection first so that Shutdown, which waits for the
-	// connection goroutines, does not wait for idle clients.
+	// SMTP: close the listener and every connection, let Serve return (so that it
+	// starts no more connection goroutines), then Shutdown waits for those it started.
 	s.smtpLn.closeAll()
-	_ = s.smtpSrv.Shutdown(context.Background())
-
 	s.serving.Wait()
+	_ = s.smtpSrv.Shutdown(context.Background())
 	return nil
 }
 
