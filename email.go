@@ -108,7 +108,8 @@ type Email struct {
 	// ThreadIndex is Outlook's Thread-Index header, base64 as received.
 	ThreadIndex string
 	// ProviderID is the message's identity at the provider (for IMAP
-	// "UIDVALIDITY/UID" of its folder, for Graph the item id). Unique per mailbox.
+	// "folder/UIDVALIDITY/UID", for POP3 the UIDL, for Graph the item id). Unique per
+	// mailbox.
 	ProviderID string
 	// Folder is where the provider found the message.
 	Folder string
