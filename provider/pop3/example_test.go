@@ -1,0 +1,78 @@
+package pop3_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/provider"
+	"github.com/crmsync/crmsync/provider/pop3"
+)
+
+// The client on its own: log in over STLS and list the maildrop, leaving it as it is.
+func ExampleClient() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := pop3.Dial(ctx, "pop.example.test:110")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cl.Close()
+	cl.Timeout = 30 * time.Second // no answer for this long fails the command
+	if err := cl.StartTLS(ctx, nil); err != nil {
+		log.Fatal(err)
+	}
+	if err := cl.User(ctx, "ann@example.test"); err != nil {
+		log.Fatal(err)
+	}
+	if err := cl.Pass(ctx, "secret"); err != nil {
+		log.Fatal(err) // an *pop3.Error; its Code is "AUTH" when the password is wrong
+	}
+	uids, err := cl.Uidl(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, u := range uids {
+		head, err := cl.Top(ctx, u.Number, 0)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%s: %d header bytes\n", u.UID, len(head))
+	}
+	if err := cl.Quit(ctx); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// The provider: a Dialer for POP3 profiles, with the engine's SMTP sender plugged in
+// for outgoing email.
+func ExampleNewDialer() {
+	var smtpSender func(context.Context, provider.Target) (provider.OutgoingMail, error) // from the SMTP provider
+
+	d := pop3.NewDialer(pop3.Config{
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12},
+		Outgoing:  smtpSender, // nil: the connections do not send
+	})
+	profile := &crmsync.ServerProfile{
+		ID: "pop3", Kind: crmsync.ServerPOP3,
+		Incoming: crmsync.Endpoint{Host: "pop.example.test", Port: 995, Security: crmsync.SecurityTLS},
+	}
+	mailbox := &crmsync.Mailbox{ID: "ann", Address: "ann@example.test",
+		Credentials: crmsync.Credentials{Username: "ann@example.test", Password: "secret"}}
+
+	ctx := context.Background()
+	p, err := d.Dial(ctx, provider.Target{Profile: profile, Mailbox: mailbox})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	var cursor []byte // the last committed batch's; nil the first time
+	b, err := p.(provider.IncomingMail).FetchIncoming(ctx, provider.FetchRequest{Cursor: cursor, Max: 50})
+	if err != nil {
+		log.Fatal(err) // classified: crmsync.KindOf(err) says what to do
+	}
+	fmt.Println(len(b.Emails), "new messages; more:", b.More)
+}
