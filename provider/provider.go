@@ -12,6 +12,7 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -205,4 +206,20 @@ func (k OpKind) String() string {
 		return "delete"
 	}
 	return fmt.Sprintf("op(%d)", uint8(k))
+}
+
+// ErrNotSubmitted is wrapped by a Send error when the provider knows the message did not
+// reach the server (refused before any recipient was accepted, or held back by a sending
+// limit): the engine returns the email to Pending Send instead of treating the outcome as
+// unknown.
+var ErrNotSubmitted = errors.New("provider: message not submitted")
+
+// SendQuota is an optional interface of an OutgoingMail provider whose server limits how
+// much may be sent (Gmail's messages per day, Exchange Online's recipients per day). The
+// engine asks it before claiming emails, so a backlog larger than the limit waits in
+// Pending Send instead of failing.
+type SendQuota interface {
+	// SendAllowance returns how many messages may be sent now and, when that is zero,
+	// when the next one may be.
+	SendAllowance(ctx context.Context) (n int, next time.Time, err error)
 }

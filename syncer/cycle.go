@@ -24,7 +24,9 @@ var errNotApproved = crmsync.Errorf(crmsync.KindPermanent, "approval", "the mail
 type result struct {
 	items int
 	more  bool // stopped at the item bound with work left: run again at once
-	err   error
+	// notBefore holds the next run back (a sending limit that frees at that time).
+	notBefore time.Time
+	err       error
 }
 
 // runCycle runs one claimed mailbox-workload from start to FinishCycle.
@@ -137,6 +139,9 @@ func (e *Engine) finish(c *crmstore.Claim, info CycleInfo, r result, cause error
 		next := e.policy.Next(c.Workload, end, e.runInfo(c, load))
 		if r.more {
 			next = end
+		}
+		if r.notBefore.After(next) {
+			next = r.notBefore
 		}
 		out.Next = next
 		err := e.store.FinishCycle(ctx, c.Lease, crmstore.CycleResult{

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -801,4 +802,132 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Where the provider cannot look for an earlier attempt (no Sent Items), an email whose
+// outcome is unknown is failed with that reason, never sent a second time.
+func TestUnknownOutcomeWithoutSentItemsIsNotResent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		h.profile("p", 0)
+		alice := h.mailbox("mb-alice", "alice", "p", crmsync.Outgoing)
+		h.start()
+		e := h.pendingSend(alice, "bob@example.test", "no sent folder")
+		h.fake.SendOutcomeUnknown("alice@example.test", 1)
+		h.fake.FailNext("alice@example.test", providertest.OpFindSent,
+			crmsync.Errorf(crmsync.KindPermanent, "pop3 find sent", "no Sent folder: %w", crmsync.ErrNotSupported), 1)
+		h.enable("mb-alice")
+		h.sleep(6 * time.Minute)
+		got := h.email(e.ID)
+		assert.Equal(t, crmsync.EmailFailed, got.Status)
+		assert.Contains(t, got.FailureReason, "not sent again")
+		assert.Len(t, h.fake.Submitted(), 1, "submitted once, never twice")
+	})
+}
+
+// A send refused before submission goes back to Pending Send and out on the next cycle,
+// without a Sent Items lookup.
+func TestNotSubmittedGoesBackToPendingSend(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		h.profile("p", 0)
+		alice := h.mailbox("mb-alice", "alice", "p", crmsync.Outgoing)
+		h.start()
+		e := h.pendingSend(alice, "bob@example.test", "refused at MAIL FROM")
+		h.fake.FailNext("alice@example.test", providertest.OpSend,
+			provider.Transient("smtp mail", fmt.Errorf("421 try later: %w", provider.ErrNotSubmitted)), 1)
+		h.enable("mb-alice")
+		synctest.Wait()
+		assert.Equal(t, crmsync.EmailPendingSend, h.email(e.ID).Status)
+		h.sleep(6 * time.Minute)
+		got := h.email(e.ID)
+		assert.Equal(t, crmsync.EmailSent, got.Status)
+		assert.Zero(t, h.fake.Calls(providertest.OpFindSent))
+		assert.Len(t, h.fake.Submitted(), 1)
+	})
+}
+
+// quotaDialer adds a daily sending limit to the fake provider's connections.
+type quotaDialer struct {
+	*providertest.Server
+	clock  schedule.Clock
+	mu     sync.Mutex
+	perDay int
+	sent   []time.Time
+}
+
+type quotaConn struct {
+	*providertest.Conn
+	d *quotaDialer
+}
+
+func (d *quotaDialer) Dial(ctx context.Context, t provider.Target) (provider.Provider, error) {
+	p, err := d.Server.Dial(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return &quotaConn{Conn: p.(*providertest.Conn), d: d}, nil
+}
+
+func (c *quotaConn) SendAllowance(context.Context) (int, time.Time, error) {
+	c.d.mu.Lock()
+	defer c.d.mu.Unlock()
+	now := c.d.clock.Now()
+	for len(c.d.sent) > 0 && now.Sub(c.d.sent[0]) >= 24*time.Hour {
+		c.d.sent = c.d.sent[1:]
+	}
+	if n := c.d.perDay - len(c.d.sent); n > 0 {
+		return n, time.Time{}, nil
+	}
+	return 0, c.d.sent[0].Add(24 * time.Hour), nil
+}
+
+func (c *quotaConn) Send(ctx context.Context, m *crmsync.Email) (provider.SendReceipt, error) {
+	r, err := c.Conn.Send(ctx, m)
+	if err == nil {
+		c.d.mu.Lock()
+		c.d.sent = append(c.d.sent, c.d.clock.Now())
+		c.d.mu.Unlock()
+	}
+	return r, err
+}
+
+// A backlog larger than the provider's daily limit drains over the following days: no
+// more than the limit in any 24 hours, no error, no alert, nothing lost or sent twice.
+func TestBacklogDrainsWithinSendingLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		qd := &quotaDialer{Server: h.fake, clock: h.clock, perDay: 50}
+		eng, err := syncer.New(syncer.Config{Store: h.store, Dialer: qd, Observer: h.obs, ID: "engine-q"})
+		require.NoError(t, err)
+		h.eng = eng
+		h.profile("p", 0)
+		alice := h.mailbox("mb-alice", "alice", "p", crmsync.Outgoing)
+		for i := range 120 {
+			h.pendingSend(alice, "bob@example.test", fmt.Sprintf("newsletter %d", i))
+		}
+		h.enable("mb-alice")
+		h.start()
+		h.sleep(time.Hour)
+		assert.Len(t, h.fake.Submitted(), 50, "the first day's limit")
+		assert.Len(t, h.emails("mb-alice", crmsync.EmailPendingSend), 70, "the rest waits in Pending Send")
+		h.sleep(24 * time.Hour)
+		assert.Len(t, h.fake.Submitted(), 100)
+		h.sleep(24 * time.Hour)
+		assert.Len(t, h.fake.Submitted(), 120)
+		assert.Len(t, h.emails("mb-alice", crmsync.EmailSent), 120)
+		seen := map[string]bool{}
+		for _, m := range h.fake.Submitted() {
+			require.False(t, seen[m.MessageID], "sent twice: %s", m.Subject)
+			seen[m.MessageID] = true
+		}
+		for _, c := range h.obs.cycles("mb-alice", crmsync.Outgoing) {
+			require.NoError(t, c.Err, "waiting for the limit is not a failure")
+		}
+		assert.Empty(t, h.alerts(crmstore.AlertQuery{MailboxID: "mb-alice"}))
+		for _, m := range h.emails("mb-alice", crmsync.EmailSent) {
+			assert.Equal(t, 1, m.DeliveryAttempts, "waiting costs no delivery attempt")
+		}
+		assert.Less(t, len(h.obs.cycles("mb-alice", crmsync.Outgoing)), 40, "no storm of cycles while waiting")
+	})
 }

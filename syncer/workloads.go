@@ -3,6 +3,7 @@ package syncer
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -95,79 +96,99 @@ func (e *Engine) handleUnreadable(ctx context.Context, conn provider.Provider, c
 	}
 }
 
-// outgoing submits the mailbox's emails in Pending Send. An email whose earlier attempt
-// has an unknown outcome is looked up in Sent Items first, so no email goes out twice.
+// outgoing submits the mailbox's emails in Pending Send, one claim at a time so that an
+// email is moved to Sending (and its attempt counted) only when it is about to be sent.
+// An email whose earlier attempt has an unknown outcome is looked up in Sent Items
+// first, so no email goes out twice; where the provider cannot look (no Sent folder),
+// it is failed with that reason rather than risk a duplicate. A provider with a sending
+// limit (provider.SendQuota) is asked first: a backlog larger than the limit waits in
+// Pending Send, and the cycle ends without error until the limit frees.
 func (e *Engine) outgoing(ctx context.Context, conn provider.Provider, c *crmstore.Claim) result {
 	om, ok := conn.(provider.OutgoingMail)
 	if !ok {
 		return result{err: notSupported("outgoing email")}
 	}
+	quota, hasQuota := conn.(provider.SendQuota)
 	var r result
-	claimed, err := e.store.ClaimOutgoing(ctx, c.Lease, e.cfg.CycleItems, e.cfg.NewMessageID)
-	if err != nil {
-		r.err = err
-		return r
-	}
-	r.more = len(claimed) == e.cfg.CycleItems
-	for i, o := range claimed {
-		m := o.Email
-		if o.Unknown {
-			found, err := om.FindSent(ctx, m.MessageID)
+	for r.items < e.cfg.CycleItems {
+		if hasQuota {
+			n, next, err := quota.SendAllowance(ctx)
 			if err != nil {
 				r.err = err
 				return r
 			}
-			if found {
-				if err := e.finishSend(ctx, c, m, crmstore.SendResult{Status: crmsync.EmailSent, SentAt: e.clock.Now()}); err != nil {
-					r.err = err
-					return r
-				}
-				r.items++
-				continue
-			}
-			// Not sent: this is a new attempt; count it before it starts.
-			if err := e.store.FinishSend(ctx, c.Lease, m.ID, crmstore.SendResult{Status: crmsync.EmailSending, Attempt: true, At: e.clock.Now()}); err != nil {
-				r.err = err
+			if n <= 0 {
+				r.notBefore = next
 				return r
 			}
-			m.DeliveryAttempts++
 		}
-		if m.DeliveryAttempts > e.cfg.MaxDeliveryAttempts {
-			reason := fmt.Sprintf("gave up after %d delivery attempts", m.DeliveryAttempts-1)
-			if err := e.failEmail(ctx, c, m, reason); err != nil {
-				r.err = err
-				return r
-			}
-			continue
-		}
-		receipt, err := om.Send(ctx, m)
-		switch kind := crmsync.KindOf(err); {
-		case err == nil:
-			sentAt := receipt.SentAt
-			if sentAt.IsZero() {
-				sentAt = e.clock.Now()
-			}
-			if err := e.finishSend(ctx, c, m, crmstore.SendResult{Status: crmsync.EmailSent, SentAt: sentAt}); err != nil {
-				r.err = err
-				return r
-			}
-			r.items++
-		case kind == crmsync.KindPermanent || kind == crmsync.KindNotFound:
-			// This email cannot be sent (a refused recipient, say); the others may.
-			if err := e.failEmail(ctx, c, m, err.Error()); err != nil {
-				r.err = err
-				return r
-			}
-		default:
-			// Auth, throttled or transient: the outcome is unknown unless the server
-			// refused before submission; leave the email in Sending so the next attempt
-			// looks for it in Sent Items first. The untouched ones stay in Sending too.
-			e.leaveSending(ctx, c, claimed[i:], err)
+		claimed, err := e.store.ClaimOutgoing(ctx, c.Lease, 1, e.cfg.NewMessageID)
+		if err != nil || len(claimed) == 0 {
 			r.err = err
 			return r
 		}
+		if err := e.sendOne(ctx, om, c, claimed[0]); err != nil {
+			r.err = err
+			return r
+		}
+		r.items++
 	}
+	r.more = true
 	return r
+}
+
+// sendOne takes one claimed email to Sent, Failed or back to Pending Send. An error ends
+// the cycle.
+func (e *Engine) sendOne(ctx context.Context, om provider.OutgoingMail, c *crmstore.Claim, o crmstore.OutgoingEmail) error {
+	m := o.Email
+	if o.Unknown {
+		found, err := om.FindSent(ctx, m.MessageID)
+		switch {
+		case errors.Is(err, crmsync.ErrNotSupported):
+			// No way to know whether the earlier attempt went out: never risk sending
+			// it twice.
+			return e.failEmail(ctx, c, m, "an earlier delivery attempt may have reached the server and this server "+
+				"cannot confirm it (no Sent Items to look in), so the email is not sent again: check with the recipient")
+		case err != nil:
+			return err
+		case found:
+			return e.finishSend(ctx, c, m, crmstore.SendResult{Status: crmsync.EmailSent, SentAt: e.clock.Now()})
+		}
+		// Not sent: this is a new attempt; count it before it starts.
+		if err := e.store.FinishSend(ctx, c.Lease, m.ID, crmstore.SendResult{Status: crmsync.EmailSending, Attempt: true, At: e.clock.Now()}); err != nil {
+			return err
+		}
+		m.DeliveryAttempts++
+	}
+	if m.DeliveryAttempts > e.cfg.MaxDeliveryAttempts {
+		return e.failEmail(ctx, c, m, fmt.Sprintf("gave up after %d delivery attempts", m.DeliveryAttempts-1))
+	}
+	receipt, err := om.Send(ctx, m)
+	kind := crmsync.KindOf(err)
+	switch {
+	case err == nil:
+		sentAt := receipt.SentAt
+		if sentAt.IsZero() {
+			sentAt = e.clock.Now()
+		}
+		return e.finishSend(ctx, c, m, crmstore.SendResult{Status: crmsync.EmailSent, SentAt: sentAt})
+	case kind == crmsync.KindPermanent || kind == crmsync.KindNotFound:
+		// This email cannot be sent (a refused recipient, say); the others may.
+		return e.failEmail(ctx, c, m, err.Error())
+	case errors.Is(err, provider.ErrNotSubmitted):
+		// Definitely not sent: back to Pending Send for the next cycle.
+		if ferr := e.store.FinishSend(ctx, c.Lease, m.ID, crmstore.SendResult{Status: crmsync.EmailPendingSend, Reason: err.Error(), At: e.clock.Now()}); ferr != nil {
+			return ferr
+		}
+		return err
+	default:
+		// Auth, throttled or transient after submission began: the outcome is unknown.
+		// The email stays in Sending, so the next attempt looks in Sent Items first.
+		if ferr := e.store.FinishSend(ctx, c.Lease, m.ID, crmstore.SendResult{Status: crmsync.EmailSending, Reason: err.Error(), At: e.clock.Now()}); ferr != nil {
+			return ferr
+		}
+		return err
+	}
 }
 
 func (e *Engine) finishSend(ctx context.Context, c *crmstore.Claim, m *crmsync.Email, res crmstore.SendResult) error {
@@ -190,17 +211,6 @@ func (e *Engine) failEmail(ctx context.Context, c *crmstore.Claim, m *crmsync.Em
 	a.Scope, a.EmailID = crmsync.ScopeEmail, m.ID
 	e.raise(ctx, a)
 	return nil
-}
-
-// leaveSending records why the remaining claimed emails are still in Sending.
-func (e *Engine) leaveSending(ctx context.Context, c *crmstore.Claim, rest []crmstore.OutgoingEmail, cause error) {
-	now := e.clock.Now()
-	for _, o := range rest {
-		err := e.store.FinishSend(ctx, c.Lease, o.Email.ID, crmstore.SendResult{Status: crmsync.EmailSending, Reason: cause.Error(), At: now})
-		if err != nil {
-			return
-		}
-	}
 }
 
 // act pulls appointment, contact and task changes from the mailbox and commits each page
