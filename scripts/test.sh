@@ -9,13 +9,20 @@ export PATH="$PATH:/usr/local/go/bin"
 echo "== go modules"
 go mod download
 
-echo "== mail servers (Dovecot, OpenSMTPD)"
+echo "== mail servers (Dovecot, OpenSMTPD) and PostgreSQL"
 bash scripts/mailservers.sh install
+bash scripts/postgres.sh install
 mail_dir="$(mktemp -d /tmp/crmsync-mail.XXXXXX)"
-cleanup() { bash scripts/mailservers.sh stop "$mail_dir" || true; rm -rf "$mail_dir"; }
+pg_dir="$(mktemp -d /tmp/crmsync-pg.XXXXXX)"
+cleanup() {
+	bash scripts/mailservers.sh stop "$mail_dir" || true
+	bash scripts/postgres.sh stop "$pg_dir" || true
+	rm -rf "$mail_dir" "$pg_dir"
+}
 trap cleanup EXIT
 bash scripts/mailservers.sh start "$mail_dir" >/dev/null
-export CRMSYNC_MAIL_ENV="$mail_dir/env"
+bash scripts/postgres.sh start "$pg_dir" >/dev/null
+export CRMSYNC_MAIL_ENV="$mail_dir/env" CRMSYNC_PG_ENV="$pg_dir/env"
 
 echo "== gofmt, go vet"
 unformatted="$(gofmt -l .)"

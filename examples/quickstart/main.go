@@ -1,28 +1,40 @@
 // Command quickstart runs the crmsync Engine on embedded defaults, with no setup: an
 // in-process IMAP and SMTP server (provider/mailtest) plays the company's mail server,
-// and the in-memory store plays the CRM's database.
+// and an SQLite file (crmstore/sqlstore) plays the CRM's database.
 //
 // It maps two users' mailboxes, passes Test & Enable, lets a customer's messages arrive,
 // sends a CRM email from alice to bob, and prints what the engine tracked and sent and
 // the mailboxes' states. It takes a few seconds:
 //
-//	go run ./examples/quickstart
+//	go run ./examples/quickstart [-db FILE]
+//
+// The database file (by default crmsync-quickstart.db in the temporary directory) is
+// kept: a second run resumes from it, and the same messages arriving again are refused
+// as duplicates, so nothing is tracked or sent twice. The key that encrypts the stored
+// passwords is kept beside it in FILE.key; a real host keeps its keys in its secret
+// store.
 package main
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/crmstore"
-	"github.com/crmsync/crmsync/crmstore/memstore"
+	"github.com/crmsync/crmsync/crmstore/sqlstore"
 	"github.com/crmsync/crmsync/provider"
 	"github.com/crmsync/crmsync/provider/imap"
 	"github.com/crmsync/crmsync/provider/mailtest"
@@ -31,16 +43,57 @@ import (
 )
 
 func main() {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	db := flag.String("db", filepath.Join(os.TempDir(), "crmsync-quickstart.db"), "the SQLite database `file`; kept between runs")
+	flag.Parse()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := run(ctx, os.Stdout); err != nil {
+	if err := run(ctx, os.Stdout, *db); err != nil {
 		log.Fatal(err)
 	}
 }
 
+// demoKeys loads the demo's encryption key from path, making it on the first run.
+func demoKeys(path string) (sqlstore.Keyring, error) {
+	key, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		key = make([]byte, 32)
+		_, _ = rand.Read(key)
+		err = os.WriteFile(path, key, 0o600)
+	}
+	if err != nil {
+		return sqlstore.Keyring{}, err
+	}
+	if len(key) != 32 {
+		return sqlstore.Keyring{}, fmt.Errorf("%s: a key is 32 bytes, not %d", path, len(key))
+	}
+	return sqlstore.Keyring{Current: "demo", Keys: map[sqlstore.KeyID][]byte{"demo": key}}, nil
+}
+
+// incomingCycles counts the incoming cycles finished per mailbox.
+type incomingCycles struct {
+	syncer.NoopObserver
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (o *incomingCycles) CycleFinished(c syncer.CycleInfo, out syncer.CycleOutcome) {
+	if c.Workload != crmsync.Incoming || out.Err != nil {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.n[c.MailboxID]++
+}
+
+func (o *incomingCycles) count(mailboxID string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.n[mailboxID]
+}
+
 const password = "demo-password"
 
-func run(ctx context.Context, out io.Writer) error {
+func run(ctx context.Context, out io.Writer, dbPath string) error {
 	// The demo mail server.
 	srv, err := mailtest.NewServer(mailtest.Config{Domain: "mail.example.test"})
 	if err != nil {
@@ -56,14 +109,35 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	defer srv.Close()
 
+	// The CRM's database: an SQLite file that outlives the run.
+	keys, err := demoKeys(dbPath + ".key")
+	if err != nil {
+		return err
+	}
+	store, err := sqlstore.OpenSQLite(ctx, dbPath, sqlstore.Options{Keys: keys})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	before, err := store.ListEmails(ctx, crmstore.EmailQuery{})
+	if err != nil {
+		return err
+	}
+	if len(before) > 0 {
+		fmt.Fprintf(out, "Resuming from %s, which holds %d email(s) from earlier runs.\n", dbPath, len(before))
+	} else {
+		fmt.Fprintf(out, "Starting a new database in %s.\n", dbPath)
+	}
+
 	// The engine, with a brisk cadence so the demo takes seconds, not minutes.
-	store := memstore.New()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cycles := &incomingCycles{n: map[string]int{}}
 	eng, err := syncer.New(syncer.Config{
-		Store:  store,
-		Dialer: provider.Mux{crmsync.ServerIMAP: imap.NewDialer(imap.Config{Logger: logger})},
-		Logger: logger,
-		Policy: schedule.Policy{Incoming: time.Second, Outgoing: time.Second},
+		Store:    store,
+		Dialer:   provider.Mux{crmsync.ServerIMAP: imap.NewDialer(imap.Config{Logger: logger})},
+		Logger:   logger,
+		Observer: cycles,
+		Policy:   schedule.Policy{Incoming: time.Second, Outgoing: time.Second},
 	})
 	if err != nil {
 		return err
@@ -105,15 +179,20 @@ func run(ctx context.Context, out io.Writer) error {
 		}
 	}
 	draft := &crmsync.Email{
+		ID:        "quickstart-quote",
 		MailboxID: "mb-alice", Direction: crmsync.DirectionOutgoing, Status: crmsync.EmailDraft,
 		From: crmsync.Address{Name: "Alice", Email: "alice@example.test"}, To: []crmsync.Address{{Name: "Bob", Email: "bob@example.test"}},
 		Subject: "Renewal quote for ACME", TextBody: "Hi Bob, the quote is ready.",
 	}
-	if err := store.CreateEmail(ctx, draft); err != nil {
-		return err
-	}
-	if _, err := eng.SendEmail(ctx, draft.ID, syncer.SendOptions{}); err != nil {
-		return err
+	if prev, err := store.Email(ctx, draft.ID); err == nil {
+		fmt.Fprintf(out, "The CRM email %q was already %s in an earlier run: it is not sent again.\n", prev.Subject, prev.Status)
+	} else {
+		if err := store.CreateEmail(ctx, draft); err != nil {
+			return err
+		}
+		if _, err := eng.SendEmail(ctx, draft.ID, syncer.SendOptions{}); err != nil {
+			return err
+		}
 	}
 
 	if err := eng.Start(ctx); err != nil {
@@ -124,7 +203,10 @@ func run(ctx context.Context, out io.Writer) error {
 		a, _ := store.ListEmails(ctx, crmstore.EmailQuery{MailboxID: "mb-alice", Direction: crmsync.DirectionIncoming})
 		b, _ := store.ListEmails(ctx, crmstore.EmailQuery{MailboxID: "mb-bob", Direction: crmsync.DirectionIncoming})
 		d, _ := store.Email(ctx, draft.ID)
-		return len(a) == 3 && len(b) == 1 && d != nil && d.Status == crmsync.EmailSent
+		// Every mailbox has also looked at its inbox at least twice in this run, so
+		// a resumed run shows that the messages seen again were not tracked again.
+		return len(a) == 3 && len(b) == 1 && d != nil && d.Status == crmsync.EmailSent &&
+			cycles.count("mb-alice") >= 2 && cycles.count("mb-bob") >= 2
 	}
 	for !done() {
 		if ctx.Err() != nil {
@@ -152,7 +234,7 @@ func run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\nEmails in the CRM after %v:\n", elapsed.Round(100*time.Millisecond))
+	fmt.Fprintf(out, "\nEmails in the CRM after %v (%d new in this run):\n", elapsed.Round(100*time.Millisecond), len(emails)-len(before))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  MAILBOX\tDIRECTION\tSTATUS\tFROM\tSUBJECT")
 	for _, e := range emails {

@@ -1,0 +1,256 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/crmstore"
+)
+
+// Store is a crmstore.Store on SQLite or PostgreSQL. Open one with OpenSQLite or
+// OpenPostgres; it is safe for concurrent use, and on PostgreSQL several Stores (in
+// several processes) may share one database.
+type Store struct {
+	d    *dialect
+	wdb  *sql.DB // transactions that write; on SQLite its only connection
+	rdb  *sql.DB // reads; on PostgreSQL the same pool as wdb
+	keys *keyring
+	now  func() time.Time
+	// dbClock: due times and lease expiry are judged by the database's clock, not by
+	// ClaimQuery.Now.
+	dbClock bool
+	ids     idGen
+
+	// insertEmail is the one-row insert of TrackIncoming where the dialect has
+	// rowInserts, prepared when the store opens.
+	insertEmail *sql.Stmt
+
+	rebound   sync.Map // SQL written with ? placeholders → the dialect's form
+	values    sync.Map // valuesKey → multi-row INSERT in the dialect's form
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ crmstore.Store = (*Store)(nil)
+
+// Options configure a Store. The zero value is valid: no secrets can be stored, store
+// times come from time.Now, and each dialect's defaults apply.
+type Options struct {
+	// Keys encrypt the secrets of credentials (passwords and refresh tokens) with
+	// AES-256-GCM. Without keys, a profile or mailbox whose credentials hold a secret
+	// is refused (secrets are never stored in clear), and opening a database that
+	// holds secrets fails. See Keyring and Store.RotateKeys.
+	Keys Keyring
+
+	// DatabaseClock makes ClaimDue, NextDue and RenewLease judge due times and lease
+	// expiry by the database's clock (PostgreSQL's now()) instead of ClaimQuery.Now,
+	// so that engines whose clocks disagree still share leases safely: the database
+	// is authoritative. Leases then carry database times, and RenewLease extends a
+	// lease by the time between the store's clock (Now) and until. Nil means the
+	// dialect's default: true on PostgreSQL. SQLite, one process's database, has no
+	// clock of its own: it always uses ClaimQuery.Now, and true is refused.
+	//
+	// Set it to false on PostgreSQL to run engines on a fake clock (as
+	// crmstore/storetest does).
+	DatabaseClock *bool
+
+	// Now is the clock of the times the store fills in itself (an email's CreatedAt and
+	// ModifiedAt when left zero). Nil means time.Now.
+	Now func() time.Time
+
+	// MaxConns bounds the connections to the database: on PostgreSQL the pool (default
+	// 10), on SQLite the readers (default 4; writes always go through one connection).
+	MaxConns int
+
+	// BusyTimeout is how long a SQLite connection waits for a lock held by another
+	// process before it fails with "database is locked". Zero means 10 s. PostgreSQL
+	// ignores it.
+	BusyTimeout time.Duration
+
+	// SQLiteSynchronous is SQLite's PRAGMA synchronous: "NORMAL" (the default; in WAL
+	// mode a crash of the process loses nothing, a crash of the machine may lose the
+	// last transactions but never corrupts) or "FULL" (every commit is on disk when it
+	// returns). PostgreSQL ignores it.
+	SQLiteSynchronous string
+}
+
+// dialect is what differs between SQLite and PostgreSQL. The core SQL is written once,
+// with ? placeholders; what cannot be written once (the claim statement, how the next
+// fencing tokens are drawn, the database clock) is a dialect field. Driver-specific
+// error codes come in as functions, so that only the two constructors' files import a
+// driver.
+type dialect struct {
+	name string
+	// dollar: placeholders are $1, $2, … instead of ?.
+	dollar bool
+	// forUpdate locks the rows a SELECT reads until the transaction ends; empty where
+	// writers are serialized anyway (SQLite).
+	forUpdate string
+	// greatest is the SQL function returning the larger of two values.
+	greatest string
+	// tsParam is a placeholder whose type the database cannot infer, as a timestamp.
+	tsParam string
+	// maxParams is the most placeholders one statement may have.
+	maxParams int
+	// rowInserts: TrackIncoming inserts one row per statement, with a statement prepared
+	// once (SQLite, in process: parsing a statement costs more than running it), not
+	// many rows per statement (PostgreSQL: a round trip costs more than a row).
+	rowInserts bool
+	// migrations holds NNNN_name.sql files, applied in order.
+	migrations fs.FS
+
+	// timeArg converts a time to the argument of a timestamp column.
+	timeArg func(time.Time) any
+	// claim leases due mailbox-workloads; see claimArgs.
+	claim func(ctx context.Context, tx *sql.Tx, a claimArgs) ([]claimedRow, error)
+	// dbNow returns the database's clock, nil for a dialect without one.
+	dbNow func(ctx context.Context, tx *sql.Tx) (time.Time, error)
+	// lockMigrations serializes the migrations of several processes opening one
+	// database at once; nil where the write transaction does already.
+	lockMigrations func(ctx context.Context, tx *sql.Tx) error
+	// isUnique reports a unique or primary key violation.
+	isUnique func(error) bool
+}
+
+// queryer is what both *sql.DB and *sql.Tx do.
+type queryer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// newStore checks the options that do not depend on the dialect and builds the Store.
+func newStore(d *dialect, opts Options, dbClock bool) (*Store, error) {
+	kr, err := opts.Keys.compile()
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{d: d, keys: kr, now: opts.Now, dbClock: dbClock}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
+}
+
+// start applies the migrations and checks the keyring against the secrets stored.
+func (s *Store) start(ctx context.Context) error {
+	if err := s.migrate(ctx); err != nil {
+		return err
+	}
+	if err := s.checkKeys(ctx); err != nil {
+		return err
+	}
+	if s.d.rowInserts {
+		var err error
+		s.insertEmail, err = s.wdb.PrepareContext(ctx, s.valuesSQL("INSERT INTO emails ("+emailCols+") VALUES ", emailNCols, 1, " ON CONFLICT DO NOTHING"))
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close closes the database connections. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		var err error
+		if s.insertEmail != nil {
+			err = s.insertEmail.Close()
+		}
+		err = errors.Join(err, s.wdb.Close())
+		if s.rdb != s.wdb {
+			err = errors.Join(err, s.rdb.Close())
+		}
+		s.closeErr = err
+	})
+	return s.closeErr
+}
+
+// Dialect returns "sqlite" or "postgres".
+func (s *Store) Dialect() string { return s.d.name }
+
+// q returns query in the dialect's placeholder form. Queries are written with ?
+// placeholders and no ? anywhere else.
+func (s *Store) q(query string) string {
+	if !s.d.dollar {
+		return query
+	}
+	if v, ok := s.rebound.Load(query); ok {
+		return v.(string)
+	}
+	var b strings.Builder
+	b.Grow(len(query) + 16)
+	n := 0
+	for i := 0; i < len(query); i++ {
+		if query[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(query[i])
+	}
+	r := b.String()
+	s.rebound.Store(query, r)
+	return r
+}
+
+// inTx runs fn in a write transaction and commits it, or rolls it back when fn fails.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// placeholders returns "?, ?, …" for n values.
+func placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?, ", n-1) + "?"
+}
+
+// stringArgs converts ss to query arguments.
+func stringArgs(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+func notFound(what, id string) error {
+	return fmt.Errorf("sqlstore: %s %q: %w", what, id, crmsync.ErrNotFound)
+}
+
+func badWorkload(w crmsync.Workload) error {
+	return fmt.Errorf("sqlstore: %v is not a workload", w)
+}
+
+// maxLimit stands for "no limit" in a LIMIT clause.
+const maxLimit = 1<<31 - 1
+
+func limitOf(n int) int {
+	if n <= 0 {
+		return maxLimit
+	}
+	return n
+}
+
+// storeNow is the time of the store's own timestamps, at the microsecond the database
+// keeps, so that the caller learns the time that is stored.
+func (s *Store) storeNow() time.Time { return s.now().Truncate(time.Microsecond) }
