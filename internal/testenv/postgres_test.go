@@ -42,6 +42,9 @@ func TestWithDatabase(t *testing.T) {
 // database on it, and checks that the database is empty and usable, that it is dropped when its test ends,
 // and that the cluster is stopped and removed when its test ends.
 func TestPostgres(t *testing.T) {
+	// What is tested here is a cluster started for one test, not the one the whole run
+	// may share (scripts/test.sh sets CRMSYNC_PG_ENV).
+	t.Setenv(PGEnvVar, "")
 	ctx := context.Background()
 	var dir string
 	t.Run("cluster", func(t *testing.T) {
