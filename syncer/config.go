@@ -37,8 +37,13 @@ type Config struct {
 	Observer Observer
 	// Screener decides, from headers, which incoming messages to track. Default:
 	// AcceptScreener, which accepts everything a mailbox's IncomingOption does not
-	// exclude outright and skips messages the mailbox already tracked.
+	// exclude outright and skips messages the mailbox already tracked. A
+	// *filter.Screener applies the full incoming processing options.
 	Screener Screener
+	// Linker links the emails an incoming cycle is about to track to CRM records (the
+	// regarding record, the correlation method) before they are stored. Default:
+	// none. A *filter.Screener is one: set it as both Screener and Linker.
+	Linker Linker
 
 	// Workers is the number of concurrent cycles per workload, indexed by workload
 	// (index 0 unused). Defaults: incoming 32, outgoing 16, ACT 16.
@@ -194,6 +199,12 @@ func randomHex(n int) string {
 // provides the full incoming processing options; a host may supply its own.
 type Screener interface {
 	Screen(ctx context.Context, mb *crmsync.Mailbox, headers []*crmsync.Email) ([]bool, error)
+}
+
+// Linker links tracked emails to CRM records. Link may set any field of the emails
+// (RegardingID, Correlation, ...); an error fails the cycle, which is retried.
+type Linker interface {
+	Link(ctx context.Context, mb *crmsync.Mailbox, emails []*crmsync.Email) error
 }
 
 // AcceptScreener is the default Screener: it tracks every message unless the mailbox's

@@ -56,6 +56,12 @@ func (e *Engine) incoming(ctx context.Context, conn provider.Provider, c *crmsto
 			}
 			m.ModifiedAt = now
 		}
+		if e.cfg.Linker != nil && len(b.Emails) > 0 {
+			if err := e.cfg.Linker.Link(ctx, mb, b.Emails); err != nil {
+				r.err = fmt.Errorf("linking tracked emails: %w", err)
+				return r
+			}
+		}
 		res, err := e.store.TrackIncoming(ctx, c.Lease, b.Emails, b.Cursor)
 		if err != nil {
 			r.err = err

@@ -1,0 +1,54 @@
+package syncer_test
+
+import (
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/filter"
+	"github.com/crmsync/crmsync/syncer"
+)
+
+// With the filter package as Screener and Linker, a replies-only mailbox tracks the reply
+// to its CRM email, linked to the same regarding record, and leaves unrelated mail alone
+// (its body is never fetched).
+func TestRepliesOnlyWithFilter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		f, err := filter.NewScreener(filter.Config{Index: h.store})
+		require.NoError(t, err)
+		eng, err := syncer.New(syncer.Config{Store: h.store, Dialer: h.fake, Observer: h.obs, Screener: f, Linker: f})
+		require.NoError(t, err)
+		h.eng = eng
+		h.profile("p", 0)
+		alice := h.mailbox("mb-alice", "alice", "p", crmsync.Incoming, crmsync.Outgoing)
+		require.Equal(t, crmsync.IncomingReplies, alice.IncomingOption, "the default option")
+
+		out := &crmsync.Email{MailboxID: alice.ID, Direction: crmsync.DirectionOutgoing, Status: crmsync.EmailDraft,
+			From: crmsync.Address{Email: alice.Address}, To: []crmsync.Address{{Email: "buyer@customer.test"}},
+			Subject: "Your quote", RegardingID: "opportunity-42"}
+		require.NoError(t, h.store.CreateEmail(h.ctx, out))
+		sent, err := h.eng.SendEmail(h.ctx, out.ID, syncer.SendOptions{})
+		require.NoError(t, err)
+		h.enable("mb-alice")
+		h.start()
+		synctest.Wait()
+
+		h.fake.Deliver(alice.Address,
+			&crmsync.Email{MessageID: "reply-1@customer.test", InReplyTo: sent.MessageID, Subject: "Re: Your quote",
+				From: crmsync.Address{Email: "buyer@customer.test"}, To: []crmsync.Address{{Email: alice.Address}}, TextBody: "yes"},
+			&crmsync.Email{MessageID: "spam-1@elsewhere.test", Subject: "Cheap watches",
+				From: crmsync.Address{Email: "spam@elsewhere.test"}, To: []crmsync.Address{{Email: alice.Address}}, TextBody: "buy"})
+		h.sleep(5 * time.Minute)
+
+		got := h.emails(alice.ID, crmsync.EmailReceived)
+		require.Len(t, got, 1, "only the reply is tracked")
+		assert.Equal(t, "reply-1@customer.test", got[0].MessageID)
+		assert.Equal(t, "opportunity-42", got[0].RegardingID, "the reply is linked to the CRM email's regarding record")
+		assert.Equal(t, crmsync.CorrelationInReplyTo, got[0].Correlation)
+	})
+}
