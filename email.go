@@ -134,6 +134,15 @@ type Email struct {
 	RegardingID string
 	Correlation Correlation
 
+	// Correlation keys, kept so a Store can find this email when a later message
+	// answers it (see filter's TokenIndex, ConversationIndex and SubjectIndex):
+	// TrackingToken is the tracking token in the subject, in canonical form;
+	// ConversationID the conversation GUID of ThreadIndex; SubjectHash the hash of the
+	// subject stripped of reply prefixes and token, for smart matching.
+	TrackingToken  string
+	ConversationID string
+	SubjectHash    string
+
 	// DeliveryAttempts counts submissions of an outgoing email.
 	DeliveryAttempts int
 	// FailureReason says why an outgoing email Failed.

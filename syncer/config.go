@@ -44,6 +44,9 @@ type Config struct {
 	// regarding record, the correlation method) before they are stored. Default:
 	// none. A *filter.Screener is one: set it as both Screener and Linker.
 	Linker Linker
+	// Stamper prepares an outgoing email when the host sends it (SendEmail): a
+	// *filter.Stamper puts a tracking token in its subject. Default: none.
+	Stamper Stamper
 
 	// Workers is the number of concurrent cycles per workload, indexed by workload
 	// (index 0 unused). Defaults: incoming 32, outgoing 16, ACT 16.
@@ -205,6 +208,13 @@ type Screener interface {
 // (RegardingID, Correlation, ...); an error fails the cycle, which is retried.
 type Linker interface {
 	Link(ctx context.Context, mb *crmsync.Mailbox, emails []*crmsync.Email) error
+}
+
+// Stamper prepares an outgoing email for sending, e.g. with a tracking token in its
+// subject. It is called inside the Store's update of the email and must not call the
+// Store.
+type Stamper interface {
+	Stamp(ctx context.Context, e *crmsync.Email) error
 }
 
 // AcceptScreener is the default Screener: it tracks every message unless the mailbox's

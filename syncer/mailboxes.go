@@ -285,6 +285,11 @@ func (e *Engine) SendEmail(ctx context.Context, emailID string, opts SendOptions
 		if m.MessageID == "" {
 			m.MessageID = e.cfg.NewMessageID(m)
 		}
+		if e.cfg.Stamper != nil && !opts.NoIssue {
+			if err := e.cfg.Stamper.Stamp(ctx, m); err != nil {
+				return err
+			}
+		}
 		m.FailureReason = ""
 		m.ModifiedAt = now
 		if opts.NoIssue {
