@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/schedule"
 )
 
 // Provider is one open connection (or session) to a mailbox's server. The engine opens
@@ -69,6 +70,20 @@ func (m Mux) Dial(ctx context.Context, t Target) (Provider, error) {
 		return nil, crmsync.Errorf(crmsync.KindPermanent, "dial", "no provider for server kind %s: %w", t.Profile.Kind, crmsync.ErrNotSupported)
 	}
 	return d.Dial(ctx, t)
+}
+
+// NewThrottler implements ThrottlerMaker: it asks the Dialer for the profile's kind when
+// that Dialer makes throttlers of its own (so a Mux does not hide a provider's limits),
+// and otherwise returns a Limiter with the profile's connection cap.
+func (m Mux) NewThrottler(p *crmsync.ServerProfile, clock schedule.Clock) Throttler {
+	if tm, ok := m[p.Kind].(ThrottlerMaker); ok {
+		return tm.NewThrottler(p, clock)
+	}
+	l, err := NewLimiter(LimiterConfig{Capacity: p.Connections(), Clock: clock})
+	if err != nil {
+		l, _ = NewLimiter(LimiterConfig{Capacity: crmsync.DefaultMaxConnections, Clock: clock})
+	}
+	return l
 }
 
 // ItemRef names one message or item at the provider.

@@ -438,3 +438,23 @@ func TestLimiterObservePause(t *testing.T) {
 	assert.ErrorIs(t, <-errc, context.Canceled)
 	assert.Equal(t, 0, l.InUse())
 }
+
+type makerDialer struct {
+	DialerFunc
+	made *Limiter
+}
+
+func (m *makerDialer) NewThrottler(p *crmsync.ServerProfile, clock schedule.Clock) Throttler {
+	m.made, _ = NewLimiter(LimiterConfig{Capacity: 1, Clock: clock})
+	return m.made
+}
+
+func TestMuxKeepsTheProvidersThrottler(t *testing.T) {
+	md := &makerDialer{}
+	mux := Mux{crmsync.ServerGmail: md, crmsync.ServerIMAP: DialerFunc(nil)}
+	got := mux.NewThrottler(&crmsync.ServerProfile{ID: "g", Kind: crmsync.ServerGmail}, schedule.Real{})
+	require.Same(t, md.made, got, "the Gmail dialer's own throttler")
+	l, ok := mux.NewThrottler(&crmsync.ServerProfile{ID: "i", Kind: crmsync.ServerIMAP, MaxConnections: 7}, schedule.Real{}).(*Limiter)
+	require.True(t, ok)
+	assert.Equal(t, 7, l.Capacity(), "other kinds get the profile's connection cap")
+}

@@ -931,3 +931,29 @@ func TestBacklogDrainsWithinSendingLimit(t *testing.T) {
 		assert.Less(t, len(h.obs.cycles("mb-alice", crmsync.Outgoing)), 40, "no storm of cycles while waiting")
 	})
 }
+
+// A server that refuses to take more mail until later (Gmail's "550 5.4.5 daily sending
+// quota exceeded") holds the email in Pending Send until then, without a failure, a
+// retry count or an alert.
+func TestServerSendingLimitWaitsWithoutFailing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		h.profile("p", 0)
+		alice := h.mailbox("mb-alice", "alice", "p", crmsync.Outgoing)
+		h.start()
+		e := h.pendingSend(alice, "bob@example.test", "over the limit")
+		limit := provider.Throttled("smtp rcpt", 3*time.Hour, fmt.Errorf("550 5.4.5 daily sending quota exceeded: %w", provider.ErrNotSubmitted))
+		h.fake.FailNext("alice@example.test", providertest.OpSend, limit, 1)
+		h.enable("mb-alice")
+		synctest.Wait()
+		assert.Equal(t, crmsync.EmailPendingSend, h.email(e.ID).Status)
+		cycles := h.obs.cycles("mb-alice", crmsync.Outgoing)
+		require.Len(t, cycles, 1)
+		assert.NoError(t, cycles[0].Err)
+		assert.Equal(t, 3*time.Hour, cycles[0].Next.Sub(cycles[0].End), "the next scan waits for the limit")
+		h.sleep(3*time.Hour + time.Minute)
+		assert.Equal(t, crmsync.EmailSent, h.email(e.ID).Status)
+		assert.Empty(t, h.alerts(crmstore.AlertQuery{MailboxID: "mb-alice"}))
+		assert.Equal(t, crmsync.StatusSuccess, h.mb("mb-alice").Outgoing.Status)
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/crmstore"
@@ -134,6 +135,11 @@ func (e *Engine) outgoing(ctx context.Context, conn provider.Provider, c *crmsto
 			return r
 		}
 		if err := e.sendOne(ctx, om, c, claimed[0]); err != nil {
+			var limit *sendLimitError
+			if errors.As(err, &limit) {
+				r.notBefore = limit.until
+				return r
+			}
 			r.err = err
 			return r
 		}
@@ -142,6 +148,16 @@ func (e *Engine) outgoing(ctx context.Context, conn provider.Provider, c *crmsto
 	r.more = true
 	return r
 }
+
+// sendLimitError ends an outgoing cycle without failure: the server refused to take more
+// mail until a time.
+type sendLimitError struct {
+	until time.Time
+	err   error
+}
+
+func (e *sendLimitError) Error() string { return e.err.Error() }
+func (e *sendLimitError) Unwrap() error { return e.err }
 
 // sendOne takes one claimed email to Sent, Failed or back to Pending Send. An error ends
 // the cycle.
@@ -185,6 +201,11 @@ func (e *Engine) sendOne(ctx context.Context, om provider.OutgoingMail, c *crmst
 		// Definitely not sent: back to Pending Send for the next cycle.
 		if ferr := e.store.FinishSend(ctx, c.Lease, m.ID, crmstore.SendResult{Status: crmsync.EmailPendingSend, Reason: err.Error(), At: e.clock.Now()}); ferr != nil {
 			return ferr
+		}
+		if kind == crmsync.KindThrottled {
+			// A sending limit the server enforces (Gmail's 550 5.4.5, say): wait for it
+			// without counting a failure; it can last a day.
+			return &sendLimitError{until: e.clock.Now().Add(crmsync.RetryAfter(err)), err: err}
 		}
 		return err
 	default:
