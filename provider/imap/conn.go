@@ -5,17 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-message/charset"
 	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/provider"
+	"github.com/crmsync/crmsync/provider/smtp"
 )
 
 // Conn is one mailbox's connection to an IMAP/SMTP server. It implements
@@ -32,7 +34,7 @@ type Conn struct {
 
 	mu     sync.Mutex // guards the sessions and closed
 	imap   *imapclient.Client
-	smtp   *smtp.Client
+	out    *smtp.Sender // made on first use
 	closed bool
 
 	sent string // the Sent folder, once found
@@ -62,11 +64,11 @@ func (c *Conn) Test(ctx context.Context, w crmsync.Workload) error {
 			return err
 		})
 	case crmsync.Outgoing:
-		if err := c.withSMTP(ctx, "smtp test", func(*smtp.Client) error { return nil }); err != nil {
+		s, err := c.sender()
+		if err != nil {
 			return err
 		}
-		c.closeSMTP(true)
-		return nil
+		return s.Test(ctx)
 	case crmsync.ACT:
 		return crmsync.WithKind(crmsync.KindPermanent, "imap test", actNotSupported)
 	}
@@ -82,10 +84,45 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.closed = true
+	out := c.out
 	c.mu.Unlock()
 	c.closeIMAP(true)
-	c.closeSMTP(true)
+	if out != nil {
+		out.Close()
+	}
 	return nil
+}
+
+// sender returns the SMTP sender of the profile's outgoing endpoint, made on first use.
+// It does no I/O: its session opens on the first Send or Test.
+func (c *Conn) sender() (*smtp.Sender, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, provider.Permanent("smtp", errClosed)
+	}
+	if c.out != nil {
+		return c.out, nil
+	}
+	var from crmsync.Address
+	if c.t.Mailbox != nil {
+		from.Email = c.t.Mailbox.Address
+	}
+	s, err := smtp.NewSender(smtp.Config{
+		Endpoint:    c.t.Profile.Outgoing,
+		Credentials: c.creds,
+		TLSConfig:   c.d.cfg.TLSConfig,
+		LocalName:   c.d.cfg.LocalName,
+		Timeout:     c.t.Profile.Timeout(),
+		Clock:       c.d.cfg.Clock,
+		From:        from,
+		Who:         c.who,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.out = s
+	return s, nil
 }
 
 // withIMAP runs f on the logged-in IMAP session, opening it if needed, and classifies
@@ -170,7 +207,7 @@ func (c *Conn) openIMAP(ctx context.Context) (*imapclient.Client, error) {
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
 
-	opts := &imapclient.Options{WordDecoder: wordDecoder}
+	opts := &imapclient.Options{WordDecoder: &mime.WordDecoder{CharsetReader: charset.Reader}}
 	var cl *imapclient.Client
 	switch ep.Security {
 	case crmsync.SecuritySTARTTLS:

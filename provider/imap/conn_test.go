@@ -245,7 +245,7 @@ func TestMoveToFolderErrors(t *testing.T) {
 	id := b.Emails[0].ProviderID
 
 	err = c.MoveToFolder(ctxTimeout(t), provider.ItemRef{ID: "garbage"}, "Junk")
-	assert.Equal(t, crmsync.KindPermanent, crmsync.KindOf(err))
+	assert.Equal(t, crmsync.KindNotFound, crmsync.KindOf(err), "an id this provider never gave out names no message")
 
 	err = c.MoveToFolder(ctxTimeout(t), provider.ItemRef{ID: strings.Replace(id, "INBOX", "Nope", 1)}, "Junk")
 	assert.Equal(t, crmsync.KindNotFound, crmsync.KindOf(err))

@@ -14,24 +14,24 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/internal/testenv"
 	"github.com/crmsync/crmsync/provider"
 	"github.com/crmsync/crmsync/provider/mailtest"
 )
 
-// corpusDir holds real-world messages (from the Ruby mail gem's fixtures, MIT licence).
-const corpusDir = "/work/shared/corpus/mime-realworld"
-
 // TestRealWorldCorpus delivers real-world messages, broken ones included, and fetches
 // them: nothing fails the batch, and every message is either an email or a failed item.
 func TestRealWorldCorpus(t *testing.T) {
+	corpusDir, ok := testenv.MIMECorpus(t)
+	if !ok {
+		t.Skip("the corpus is missing; -short allows that")
+	}
 	var files []string
 	for _, dir := range []string{"attachment_emails", "multi_charset", "error_emails", "mime_emails", "multipart_report_emails", "plain_emails", "rfc2822", "rfc6532"} {
 		m, _ := filepath.Glob(filepath.Join(corpusDir, dir, "*.eml"))
 		files = append(files, m...)
 	}
-	if len(files) == 0 {
-		t.Skip("no corpus at " + corpusDir)
-	}
+	require.NotEmpty(t, files, "no messages in %s", corpusDir)
 	h := newHarness(t, mailtest.Config{})
 	for _, f := range files {
 		raw, err := os.ReadFile(f)

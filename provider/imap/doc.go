@@ -30,24 +30,30 @@
 // without a cursor-expired error: the Store refuses the messages it already tracked by
 // their Message-ID, so nothing is tracked twice.
 //
-// A message that cannot be read (no header at all) is reported in Batch.Failed, never as
-// an error of the batch. The parser is lenient otherwise: malformed header lines,
-// unknown charsets, broken MIME structure and undecodable attachments become notes on
-// the email (Email.Notes) rather than failures.
+// Messages are parsed by provider/mailparse. A message that cannot be read (no header
+// at all) is reported in Batch.Failed, never as an error of the batch. The parser is
+// lenient otherwise: malformed header lines, sloppy addresses, unknown charsets, broken
+// MIME structure and undecodable attachments become notes on the email (Email.Notes)
+// rather than failures.
 //
 // # Outgoing
 //
-// Send builds the RFC 5322 message, submits it over SMTP (AUTH PLAIN, or LOGIN when the
-// server offers only that) to the To, Cc and Bcc recipients (Bcc is not written in the
-// message) and appends a copy, marked \Seen and keeping its Bcc field as mail clients do,
-// to the Sent folder: the mailbox marked \Sent (SPECIAL-USE), else the folder named by
+// Send builds the RFC 5322 message and submits it with the SMTP sender of provider/smtp
+// (AUTH PLAIN, or LOGIN when the server offers only that) to the To, Cc and Bcc
+// recipients (Bcc is not written in the message), on the profile's outgoing endpoint,
+// then appends a copy, marked \Seen and keeping its Bcc field as mail clients do, to the
+// Sent folder: the mailbox marked \Sent (SPECIAL-USE), else the folder named by
 // Config.SentFolder or a usual name ("Sent Items", …), created if missing. A failed copy
 // is logged and reported by SendReceipt.Copied, never as an error, since the message did
-// go out and an error would make the engine send it again. FindSent looks for a
+// go out and an error would make the engine send it again. A Send error that wraps
+// smtp.ErrNotSubmitted says the message definitely did not go out. FindSent looks for a
 // Message-ID in the Sent folder, the duplicate-send guard.
 //
 // The copy is appended after the submission, so a connection that breaks after the
 // final "." of DATA but before the server's answer leaves no copy: FindSent then says
 // not found although the server may have delivered the message. SMTP offers no way to
-// close that window; a profile without Sent copies cannot use the guard at all.
+// close that window. A profile without Sent copies cannot use the guard at all: its
+// FindSent fails with an error wrapping crmsync.ErrNotSupported, and the engine then
+// refuses to resend an email whose outcome is unknown rather than risk sending it
+// twice.
 package imap

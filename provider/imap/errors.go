@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-smtp"
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/provider"
@@ -89,36 +88,6 @@ func tooMany(text string) bool {
 	t := strings.ToLower(text)
 	return strings.Contains(t, "too many") || strings.Contains(t, "rate limit") ||
 		strings.Contains(t, "ratelimit") || strings.Contains(t, "try again later")
-}
-
-// smtpError classifies an SMTP failure. dataSent says whether the message may have
-// reached the server (the DATA command was accepted): a broken connection then leaves
-// the outcome unknown, which is transient, so that the engine looks in the Sent folder
-// before sending again.
-func smtpError(op string, err error, dataSent bool) error {
-	var se *smtp.SMTPError
-	if !errors.As(err, &se) {
-		if dataSent {
-			return provider.Transient(op, fmt.Errorf("outcome unknown: %w", err))
-		}
-		return provider.Classify(op, err)
-	}
-	enh := se.EnhancedCode
-	switch {
-	case se.Code == 535, se.Code == 534, se.Code == 530,
-		enh[0] == 5 && enh[1] == 7 && (enh[2] == 8 || enh[2] == 9):
-		return provider.Auth(op, err)
-	case se.Code == 454 && enh[1] == 7:
-		// 454 4.7.0: temporary authentication failure.
-		return provider.Transient(op, err)
-	case se.Code/100 == 4 && (tooMany(se.Message) || enh == smtp.EnhancedCode{4, 7, 28}):
-		return provider.Throttled(op, 0, err)
-	case se.Code/100 == 4:
-		return provider.Transient(op, err)
-	case se.Code/100 == 5:
-		return provider.Permanent(op, err)
-	}
-	return provider.Transient(op, err)
 }
 
 // notFound returns a not-found error wrapping crmsync.ErrNotFound.

@@ -1,8 +1,6 @@
 package imap
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/provider"
+	"github.com/crmsync/crmsync/provider/mailparse"
 )
 
 // FetchIncoming returns the messages that arrived in INBOX and req.Folders after
@@ -85,6 +84,18 @@ func (f *fetcher) run(folders []string) error {
 	condstore := f.cl.Caps().Has(imap.CapCondStore)
 	opts := &imap.StatusOptions{UIDNext: true, UIDValidity: true, HighestModSeq: condstore}
 
+	// A server may answer STATUS on the selected mailbox from the state it had when it
+	// was selected (Dovecot does), which would hide mail that arrived since: leave it
+	// first. UNSELECT is pipelined with the STATUS commands, so the round trip is the
+	// same; a read-only (EXAMINEd) mailbox is closed without an expunge either way.
+	var unselect *imapclient.Command
+	if f.cl.Mailbox() != nil {
+		if f.cl.Caps().Has(imap.CapUnselect) {
+			unselect = f.cl.Unselect()
+		} else if err := f.cl.Noop().Wait(); err != nil {
+			return err
+		}
+	}
 	// One round trip for all folders: the STATUS commands are pipelined.
 	cmds := make([]*imapclient.StatusCommand, len(folders))
 	for i, name := range folders {
@@ -92,6 +103,11 @@ func (f *fetcher) run(folders []string) error {
 	}
 	statuses := make([]*imap.StatusData, len(folders))
 	var firstErr error
+	if unselect != nil {
+		if err := unselect.Wait(); err != nil && !isNo(err) {
+			return err
+		}
+	}
 	for i, cmd := range cmds {
 		st, err := cmd.Wait()
 		switch {
@@ -133,7 +149,13 @@ func missingMailbox(err error) bool {
 	if !errors.As(err, &ierr) || ierr.Type != imap.StatusResponseTypeNo {
 		return false
 	}
-	return ierr.Code == imap.ResponseCodeNonExistent || ierr.Code == imap.ResponseCodeTryCreate
+	if ierr.Code == imap.ResponseCodeNonExistent || ierr.Code == imap.ResponseCodeTryCreate {
+		return true
+	}
+	// Some servers (Dovecot for SELECT and STATUS) say so in text without a code.
+	text := strings.ToLower(ierr.Text)
+	return ierr.Code == "" && (strings.Contains(text, "doesn't exist") || strings.Contains(text, "does not exist") ||
+		strings.Contains(text, "no such mailbox") || strings.Contains(text, "unknown mailbox"))
 }
 
 // isNo reports whether err is a NO answer: the command failed, the session is fine.
@@ -251,8 +273,8 @@ func (f *fetcher) messages(folder string, validity uint32, uids []imap.UID) erro
 		if !f.req.Since.IsZero() && !b.InternalDate.IsZero() && b.InternalDate.Before(f.req.Since) {
 			continue // received before the effective start
 		}
-		e := f.headerOnly(folder, validity, uid, b.FindBodySection(headerSection))
-		if e == nil {
+		e, err := f.headerOnly(folder, validity, uid, b.FindBodySection(headerSection))
+		if err != nil {
 			headerless = append(headerless, uid)
 			continue
 		}
@@ -267,12 +289,12 @@ func (f *fetcher) messages(folder string, validity uint32, uids []imap.UID) erro
 	if len(headerless) > 0 {
 		err := f.fetchFull(headerless, func(uid imap.UID, raw []byte) {
 			b := byUID[uid]
-			e := f.headerOnly(folder, validity, uid, raw)
-			if e == nil {
+			e, err := f.headerOnly(folder, validity, uid, raw)
+			if err != nil {
 				id := providerID(folder, validity, uid)
 				f.batch.Failed = append(f.batch.Failed, provider.FailedItem{
 					Ref: provider.ItemRef{Folder: folder, ID: id},
-					Err: provider.Permanent("imap parse", fmt.Errorf("%s: the message has no header", id)),
+					Err: provider.Permanent("imap parse", fmt.Errorf("%s: %w", id, err)),
 				})
 				return
 			}
@@ -308,7 +330,7 @@ func (f *fetcher) messages(folder string, validity uint32, uids []imap.UID) erro
 			return
 		}
 		parsed[uid] = true
-		if err := parseMessage(e, raw, f.req.AttachmentLimit); err != nil {
+		if err := mailparse.ParseBody(e, raw, mailparse.Options{AttachmentLimit: f.req.AttachmentLimit}); err != nil {
 			f.batch.Failed = append(f.batch.Failed, provider.FailedItem{
 				Ref:       provider.ItemRef{Folder: folder, ID: e.ProviderID},
 				MessageID: e.MessageID,
@@ -351,17 +373,15 @@ func (f *fetcher) messages(folder string, validity uint32, uids []imap.UID) erro
 }
 
 // headerOnly builds the header-only email of one message from its header (or whole
-// message); nil when it has no readable header.
-func (f *fetcher) headerOnly(folder string, validity uint32, uid imap.UID, raw []byte) *crmsync.Email {
-	h, notes, err := readHeader(bufio.NewReader(bytes.NewReader(raw)))
-	if err != nil || h.Len() == 0 {
-		return nil
+// message); a *mailparse.ParseError when it has no readable header.
+func (f *fetcher) headerOnly(folder string, validity uint32, uid imap.UID, raw []byte) (*crmsync.Email, error) {
+	e, err := mailparse.ParseHeader(raw)
+	if err != nil {
+		return nil, err
 	}
-	e := headerEmail(h)
-	e.Notes = notes
 	e.ProviderID = providerID(folder, validity, uid)
 	e.Folder = folder
-	return e
+	return e, nil
 }
 
 // screen asks req.Screen which candidates to fetch in full; nil accepts all.
@@ -409,9 +429,20 @@ func (f *fetcher) fetchFull(uids []imap.UID, got func(uid imap.UID, raw []byte))
 					raw, readErr = io.ReadAll(it.Literal)
 				}
 			}
+			if readErr != nil {
+				break
+			}
 		}
 		if readErr != nil {
-			break // the connection broke; Close reports it
+			// The connection broke inside a literal. go-imap's reader goes on as soon as
+			// the literal fails, and Next and Close would read the literal again to
+			// discard it, racing with that reader: close the client first, which waits
+			// for its reader to stop.
+			f.cl.Close()
+			if err := cmd.Close(); err != nil {
+				return err
+			}
+			return readErr
 		}
 		if uid != 0 && raw != nil {
 			got(uid, raw)

@@ -21,7 +21,8 @@ func (c *Conn) MoveToFolder(ctx context.Context, ref provider.ItemRef, folder st
 	const op = "imap move"
 	src, validity, uid, err := parseProviderID(ref.ID)
 	if err != nil {
-		return provider.Permanent(op, err)
+		// Not an id this provider gave out, so no such message here.
+		return provider.NotFound(op, err)
 	}
 	dest := folder
 	if dest == "" || dest == DefaultUndeliverableFolder {

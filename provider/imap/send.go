@@ -2,193 +2,63 @@ package imap
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/emersion/go-smtp"
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/provider"
+	"github.com/crmsync/crmsync/provider/mailparse"
+	"github.com/crmsync/crmsync/provider/smtp"
 )
 
-// Send submits m over SMTP to its To, Cc and Bcc recipients (Bcc is not written in the
-// message) and, unless the profile turned Sent copies off, appends a copy marked \Seen to
-// the Sent folder, with a Bcc field as mail clients keep it. m.From
-// defaults to the mailbox's address; an empty m.MessageID gets a generated one, which
-// the receipt returns.
+// Send submits m over SMTP with the profile's outgoing endpoint (see provider/smtp:
+// Bcc recipients get the message through the envelope only) and, unless the profile
+// turned Sent copies off, appends a copy marked \Seen to the Sent folder, with a Bcc
+// field as mail clients keep it. m.From defaults to the mailbox's address; an empty
+// m.MessageID gets a generated one, which the receipt returns.
 //
-// A 5xx answer is a permanent error, a 4xx answer transient (throttled when the server
-// says it limits the rate), a refused login an auth error; a connection that breaks
-// after DATA leaves the outcome unknown and is transient, so that the engine calls
+// Errors are classified as provider/smtp classifies them: a refused login is an auth
+// error, a 5xx answer permanent, a 4xx answer transient (throttled when the server says
+// it limits the rate). An error wrapping smtp.ErrNotSubmitted means the message
+// definitely did not go out; a connection that breaks while the message is being sent
+// leaves the outcome unknown, a transient error without it, so that the engine calls
 // FindSent before it sends again. A Sent copy that fails is logged and reported by
 // SendReceipt.Copied only: the message did go out.
 func (c *Conn) Send(ctx context.Context, m *crmsync.Email) (provider.SendReceipt, error) {
-	const op = "smtp send"
-	if m == nil {
-		return provider.SendReceipt{}, crmsync.Errorf(crmsync.KindPermanent, op, "no email")
-	}
-	from := m.From
-	if from.Email == "" && c.t.Mailbox != nil {
-		from = crmsync.Address{Email: c.t.Mailbox.Address}
-	}
-	if from.Email == "" {
-		return provider.SendReceipt{}, crmsync.Errorf(crmsync.KindPermanent, op, "email %s has no sender", m.ID)
-	}
-	rcpts := envelopeRecipients(m)
-	if len(rcpts) == 0 {
-		return provider.SendReceipt{}, crmsync.Errorf(crmsync.KindPermanent, op, "email %s has no recipients", m.ID)
-	}
-	msgID := strings.Trim(strings.TrimSpace(m.MessageID), "<>")
-	if msgID == "" {
-		msgID = newMessageID(from.Email)
-	}
-	sentAt := c.d.cfg.Clock.Now()
-	raw, err := compose(m, from, msgID, sentAt, false)
+	s, err := c.sender()
 	if err != nil {
-		return provider.SendReceipt{}, crmsync.Errorf(crmsync.KindPermanent, op, "email %s cannot be written: %w", m.ID, err)
+		return provider.SendReceipt{}, fmt.Errorf("%w (%w)", err, smtp.ErrNotSubmitted)
 	}
-
-	c.mu.Lock()
-	reused := c.smtp != nil
-	c.mu.Unlock()
-	err = c.withSMTP(ctx, op, func(sc *smtp.Client) error { return c.submit(sc, from.Email, rcpts, raw) })
-	var se *stageError
-	if err != nil && reused && errors.As(err, &se) && se.beforeMail {
-		// The server may have closed an idle session between two sends: try once on a
-		// fresh one. Nothing was submitted.
-		err = c.withSMTP(ctx, op, func(sc *smtp.Client) error { return c.submit(sc, from.Email, rcpts, raw) })
-	}
-	if errors.As(err, &se) {
-		err = se.err
-	}
+	receipt, raw, err := s.Send(ctx, m)
 	if err != nil {
 		return provider.SendReceipt{}, err
 	}
-
-	receipt := provider.SendReceipt{MessageID: msgID, SentAt: sentAt}
-	if c.t.Profile.SentCopy() {
-		if len(m.Bcc) > 0 {
-			// The sender's copy shows whom they blind-copied. It is composed again, so
-			// only its MIME boundaries differ from the message submitted.
-			if withBcc, err := compose(m, from, msgID, sentAt, true); err == nil {
-				raw = withBcc
-			}
+	if !c.t.Profile.SentCopy() {
+		return receipt, nil
+	}
+	if len(m.Bcc) > 0 {
+		// The sender's copy shows whom they blind-copied. It is composed again, so only
+		// its MIME boundaries differ from the message submitted.
+		cp := *m
+		if strings.TrimSpace(cp.From.Email) == "" && c.t.Mailbox != nil {
+			cp.From = crmsync.Address{Email: c.t.Mailbox.Address}
 		}
-		if err := c.appendSent(ctx, raw, sentAt); err != nil {
-			c.log.Warn("imap: the message was sent but its copy could not be saved to the Sent folder",
-				"message_id", msgID, "err", err)
-		} else {
-			receipt.Copied = true
+		cp.MessageID = receipt.MessageID
+		if withBcc, err := smtp.ComposeSentCopy(&cp, receipt.SentAt); err == nil {
+			raw = withBcc
 		}
+	}
+	if err := c.appendSent(ctx, raw, receipt.SentAt); err != nil {
+		c.log.Warn("imap: the message was sent but its copy could not be saved to the Sent folder",
+			"message_id", receipt.MessageID, "err", err)
+	} else {
+		receipt.Copied = true
 	}
 	return receipt, nil
-}
-
-// envelopeRecipients returns the addresses of To, Cc and Bcc, each once.
-func envelopeRecipients(m *crmsync.Email) []string {
-	seen := make(map[string]bool)
-	var out []string
-	for _, a := range m.Recipients() {
-		key := strings.ToLower(strings.TrimSpace(a.Email))
-		if key == "" || seen[key] {
-			continue
-		}
-		seen[key] = true
-		out = append(out, strings.TrimSpace(a.Email))
-	}
-	return out
-}
-
-// newMessageID makes a Message-ID in the sender's domain.
-func newMessageID(from string) string {
-	domain := "localhost"
-	if i := strings.LastIndexByte(from, '@'); i >= 0 && i < len(from)-1 {
-		domain = from[i+1:]
-	}
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return strconv.FormatInt(time.Now().UnixNano(), 36) + "." + hex.EncodeToString(b[:]) + "@" + domain
-}
-
-// stageError marks a submission error that happened before MAIL FROM was answered,
-// when nothing can have been sent.
-type stageError struct {
-	err        error
-	beforeMail bool
-}
-
-func (e *stageError) Error() string { return e.err.Error() }
-func (e *stageError) Unwrap() error { return e.err }
-
-// submit runs one SMTP transaction.
-func (c *Conn) submit(sc *smtp.Client, from string, rcpts []string, raw []byte) error {
-	const op = "smtp send"
-	opts := &smtp.MailOptions{Size: int64(len(raw))}
-	if !isASCII(from) || !allASCII(rcpts) {
-		if ok, _ := sc.Extension("SMTPUTF8"); !ok {
-			return crmsync.Errorf(crmsync.KindPermanent, op, "the server does not accept internationalized addresses (SMTPUTF8)")
-		}
-		opts.UTF8 = true
-	}
-	if err := sc.Mail(from, opts); err != nil {
-		var se *smtp.SMTPError
-		return &stageError{err: c.smtpFail(sc, op, err, false), beforeMail: !errors.As(err, &se)}
-	}
-	for _, r := range rcpts {
-		if err := sc.Rcpt(r, nil); err != nil {
-			return c.smtpFail(sc, op, fmt.Errorf("recipient %s: %w", r, err), false)
-		}
-	}
-	w, err := sc.Data()
-	if err != nil {
-		return c.smtpFail(sc, op, err, false)
-	}
-	if _, err := w.Write(raw); err != nil {
-		return c.smtpFail(sc, op, err, true)
-	}
-	if err := w.Close(); err != nil {
-		return c.smtpFail(sc, op, err, true)
-	}
-	return nil
-}
-
-// smtpFail classifies err and leaves the session ready for the next message: after a
-// refusal it aborts the transaction with RSET, after anything else it drops the session.
-func (c *Conn) smtpFail(sc *smtp.Client, op string, err error, dataSent bool) error {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) && se.Code != 421 {
-		if rerr := sc.Reset(); rerr != nil {
-			c.closeSMTP(false)
-		}
-	} else {
-		c.closeSMTP(false)
-	}
-	return smtpError(op, err, dataSent)
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
-func allASCII(l []string) bool {
-	for _, s := range l {
-		if !isASCII(s) {
-			return false
-		}
-	}
-	return true
 }
 
 // appendSent saves raw to the Sent folder, marked \Seen.
@@ -276,12 +146,24 @@ func specialUse(cl *imapclient.Client) []imap.MailboxAttr {
 	return nil
 }
 
-// FindSent reports whether a message with this Message-ID is in the Sent folder: UID
-// SEARCH HEADER Message-ID, then an exact comparison of the matches' Message-ID fields
-// (the search matches substrings). No Sent folder means not found.
+// FindSent reports whether a message with this Message-ID (angle brackets optional) is
+// in the Sent folder: UID SEARCH HEADER Message-ID, then an exact comparison of the
+// matches' Message-ID fields (the search matches substrings). No Sent folder means not
+// found.
+//
+// When the profile turned Sent copies off, no copy can be found, so FindSent returns a
+// permanent error wrapping crmsync.ErrNotSupported, without touching the server: "not
+// found" would make the engine send again an email that may have gone out. The engine
+// then refuses to resend an email whose outcome is unknown rather than risk sending it
+// twice.
 func (c *Conn) FindSent(ctx context.Context, messageID string) (bool, error) {
 	const op = "imap find sent"
-	id := strings.Trim(strings.TrimSpace(messageID), "<>")
+	if !c.t.Profile.SentCopy() {
+		return false, crmsync.WithKind(crmsync.KindPermanent, op, fmt.Errorf(
+			"%s: the profile keeps no copy of sent email, so whether a message went out cannot be checked: %w",
+			c.whoOr("the mailbox"), crmsync.ErrNotSupported))
+	}
+	id := mailparse.NormalizeMessageID(messageID)
 	if id == "" {
 		return false, crmsync.Errorf(crmsync.KindPermanent, op, "empty Message-ID")
 	}
@@ -312,7 +194,7 @@ func (c *Conn) FindSent(ctx context.Context, messageID string) (bool, error) {
 			return err
 		}
 		for _, b := range bufs {
-			if messageIDOf(b.FindBodySection(section)) == id {
+			if e, err := mailparse.ParseHeader(b.FindBodySection(section)); err == nil && e.MessageID == id {
 				found = true
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/crmsync/crmsync/provider"
 	"github.com/crmsync/crmsync/provider/imap"
 	"github.com/crmsync/crmsync/provider/mailtest"
+	"github.com/crmsync/crmsync/provider/smtp"
 	"github.com/crmsync/crmsync/schedule"
 )
 
@@ -136,9 +137,13 @@ func TestSendSentCopyOff(t *testing.T) {
 	assert.Empty(t, sent)
 	assert.Equal(t, before.IMAPLogins, h.srv.Stats().IMAPLogins, "no IMAP session without a Sent copy")
 
+	// No copy can be found: FindSent cannot answer, and says so rather than "not found",
+	// which would make the engine send again an email whose outcome is unknown.
 	found, err := c.FindSent(ctxTimeout(t), "crm-42@crm.example")
-	require.NoError(t, err)
 	assert.False(t, found)
+	assert.ErrorIs(t, err, crmsync.ErrNotSupported)
+	assert.Equal(t, crmsync.KindPermanent, crmsync.KindOf(err))
+	assert.Equal(t, before.IMAPLogins, h.srv.Stats().IMAPLogins, "FindSent does not touch the server")
 }
 
 func TestSendCreatesSentFolder(t *testing.T) {
@@ -188,6 +193,7 @@ func TestSendRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := c.Send(ctxTimeout(t), tc.m)
 			assert.Equal(t, crmsync.KindPermanent, crmsync.KindOf(err), "%v", err)
+			assert.ErrorIs(t, err, smtp.ErrNotSubmitted, "the engine knows it did not go out")
 		})
 	}
 	// The session survives a refused recipient.
@@ -209,5 +215,6 @@ func TestSendWrongPassword(t *testing.T) {
 	_, err := c.Send(ctxTimeout(t), outgoing())
 	assert.Equal(t, crmsync.KindAuth, crmsync.KindOf(err), "%v", err)
 	assert.NotContains(t, err.Error(), "wrong", "the password is never in an error")
+	assert.ErrorIs(t, err, smtp.ErrNotSubmitted)
 	assert.Zero(t, h.srv.SMTPAccepted())
 }

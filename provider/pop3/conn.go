@@ -64,13 +64,13 @@ var errClosed = errors.New("connection closed")
 var actNotSupported = fmt.Errorf("POP3 profiles sync email only: appointments, contacts and tasks need Exchange or a CalDAV/CardDAV server: %w", crmsync.ErrNotSupported)
 
 // outgoingNotSupported is the answer for outgoing email without a sender.
-var outgoingNotSupported = fmt.Errorf("POP3 only reads mail, and no SMTP sender is configured for outgoing email (pop3.Config.Outgoing): %w", crmsync.ErrNotSupported)
+var outgoingNotSupported = fmt.Errorf("POP3 only reads mail, and the profile has no outgoing (SMTP) endpoint, nor is a sender configured (pop3.Config.Outgoing): %w", crmsync.ErrNotSupported)
 
 // Test is the Test & Enable probe: for incoming email, connect, log in and ask STAT
 // (and UIDL, when the server's capabilities do not list it, since FetchIncoming cannot
-// work without it); for outgoing email, open the configured sender and test it (an
-// error wrapping crmsync.ErrNotSupported when none is configured). Appointments,
-// contacts and tasks are not supported.
+// work without it); for outgoing email, open the sender and test it (an error
+// wrapping crmsync.ErrNotSupported when there is none: see Config.Outgoing).
+// Appointments, contacts and tasks are not supported.
 func (c *Conn) Test(ctx context.Context, w crmsync.Workload) error {
 	switch w {
 	case crmsync.Incoming:

@@ -27,15 +27,23 @@ type Config struct {
 	// Logger receives what the provider does (sessions opened, batches fetched) at
 	// debug level. Credentials are never logged. Default: discarded.
 	Logger *slog.Logger
-	// Outgoing opens the sender of a mailbox's outgoing email (SMTP), since POP3 only
-	// reads mail. When it is set, Dial returns a *SendingConn, which implements
-	// provider.OutgoingMail by delegating Send and FindSent to the sender, opened on
-	// first use: POP3 has no Sent folder, so the sender keeps the sent log FindSent
-	// reads. If the sender also has the methods Test(context.Context,
-	// crmsync.Workload) error or Close() error, Test(Outgoing) and Close call them.
-	// When Outgoing is nil, Dial returns a *Conn, which does not send, and
+	// Outgoing opens the sender of a mailbox's outgoing email, since POP3 only reads
+	// mail. When it is nil, the sender is provider/smtp's, for the profile's outgoing
+	// endpoint (the same SMTP sender provider/imap uses), as long as that endpoint has
+	// a host. Dial returns a *SendingConn for a target that has a sender, which
+	// implements provider.OutgoingMail by delegating Send and FindSent to the sender,
+	// opened on first use; else a *Conn, which does not send, and whose
 	// Test(Outgoing) fails with an error wrapping crmsync.ErrNotSupported.
+	//
+	// POP3 has no Sent folder, so FindSent can only read a sent log the sender keeps:
+	// the default SMTP sender keeps none, and its FindSent fails with an error
+	// wrapping crmsync.ErrNotSupported. If a sender also has the methods
+	// Test(context.Context, crmsync.Workload) error or Close() error, Test(Outgoing)
+	// and Close call them.
 	Outgoing func(ctx context.Context, t provider.Target) (provider.OutgoingMail, error)
+	// LocalName is the host name the default SMTP sender gives in EHLO. Default
+	// smtp.DefaultLocalName.
+	LocalName string
 	// MaxMessages bounds the messages one FetchIncoming looks at when the request's
 	// Max is zero. Default DefaultMaxMessages.
 	MaxMessages int
@@ -71,14 +79,15 @@ func NewDialer(cfg Config) *Dialer {
 	return &Dialer{cfg: cfg, log: log}
 }
 
-// Dial returns a connection for t: a *SendingConn when Config.Outgoing is set, else a
-// *Conn. It does no I/O (see DialConn).
+// Dial returns a connection for t: a *SendingConn when t has a sender (Config.Outgoing
+// is set, or the profile's outgoing endpoint has a host), else a *Conn. It does no I/O
+// (see DialConn).
 func (d *Dialer) Dial(ctx context.Context, t provider.Target) (provider.Provider, error) {
 	c, err := d.DialConn(ctx, t)
 	if err != nil {
 		return nil, err
 	}
-	if d.cfg.Outgoing != nil {
+	if d.outgoing(t) != nil {
 		return &SendingConn{Conn: c}, nil
 	}
 	return c, nil

@@ -20,12 +20,24 @@
 // Certificates are verified unless the endpoint sets InsecureSkipVerify.
 //
 // POP3 is email only. Test of the ACT workload fails with crmsync.ErrNotSupported. For
-// outgoing email a POP3 profile needs an SMTP sender, plugged in with Config.Outgoing:
-// Dial then returns a *SendingConn, which delegates Send and FindSent to it; without
-// one, Dial returns a *Conn, which is not a provider.OutgoingMail, and Test of the
-// outgoing workload fails with crmsync.ErrNotSupported.
+// outgoing email a POP3 profile sends through the same SMTP sender as IMAP profiles
+// (provider/smtp), with its outgoing endpoint, or through a sender plugged in with
+// Config.Outgoing: Dial then returns a *SendingConn, which delegates Send and FindSent
+// to it; for a profile without an outgoing endpoint and no sender plugged in, Dial
+// returns a *Conn, which is not a provider.OutgoingMail, and Test of the outgoing
+// workload fails with crmsync.ErrNotSupported.
+//
+// A POP3 mailbox has no Sent folder, so the duplicate-send guard has nothing to look
+// in: with the SMTP sender, FindSent fails with a permanent error wrapping
+// crmsync.ErrNotSupported, and the engine then refuses to resend an email whose
+// outcome is unknown (a connection that broke while the message was being submitted)
+// rather than risk sending it twice. A Send error that wraps smtp.ErrNotSubmitted
+// tells the engine that the email definitely did not go out.
 //
 // # Incoming
+//
+// Messages are parsed by provider/mailparse, leniently: only a message without a
+// readable header fails, and it is reported in Batch.Failed.
 //
 // POP3 has no identity for a message across sessions but its UIDL, and no dates but
 // the message's own header fields. So the cursor of FetchIncoming is the set of UIDLs

@@ -47,18 +47,17 @@ func ExampleClient() {
 	}
 }
 
-// The provider: a Dialer for POP3 profiles, with the engine's SMTP sender plugged in
-// for outgoing email.
+// The provider: a Dialer for POP3 profiles. Outgoing email goes through the SMTP
+// sender of provider/smtp, with the profile's outgoing endpoint.
 func ExampleNewDialer() {
-	var smtpSender func(context.Context, provider.Target) (provider.OutgoingMail, error) // from the SMTP provider
-
 	d := pop3.NewDialer(pop3.Config{
 		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12},
-		Outgoing:  smtpSender, // nil: the connections do not send
+		LocalName: "crm.example.test", // for SMTP EHLO
 	})
 	profile := &crmsync.ServerProfile{
 		ID: "pop3", Kind: crmsync.ServerPOP3,
 		Incoming: crmsync.Endpoint{Host: "pop.example.test", Port: 995, Security: crmsync.SecurityTLS},
+		Outgoing: crmsync.Endpoint{Host: "smtp.example.test", Port: 587, Security: crmsync.SecuritySTARTTLS},
 	}
 	mailbox := &crmsync.Mailbox{ID: "ann", Address: "ann@example.test",
 		Credentials: crmsync.Credentials{Username: "ann@example.test", Password: "secret"}}

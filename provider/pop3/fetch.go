@@ -4,10 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/provider"
+	"github.com/crmsync/crmsync/provider/mailparse"
 )
+
+// Inbox is the Folder of every email a POP3 connection returns: POP3 reads the inbox
+// only.
+const Inbox = "INBOX"
 
 // listed is one message of a session's maildrop.
 type listed struct {
@@ -167,7 +173,7 @@ func (c *Conn) headers(ctx context.Context, s *session, take []listed, req provi
 		if err != nil {
 			return nil, c.classify("pop3 top", err, s)
 		}
-		e, err := parseHeaders(raw, c.d.cfg.Clock.Now())
+		e, err := headerEmail(raw, c.d.cfg.Clock.Now())
 		if err != nil {
 			b.Failed = append(b.Failed, provider.FailedItem{
 				Ref: provider.ItemRef{Folder: Inbox, ID: m.uid},
@@ -238,10 +244,49 @@ func (c *Conn) body(ctx context.Context, s *session, cd candidate, attachmentLim
 			return c.classify("pop3 retr", err, s)
 		}
 	}
-	if err := parseBody(e, raw, attachmentLimit); err != nil {
+	if err := mailparse.ParseBody(e, raw, mailparse.Options{AttachmentLimit: attachmentLimit}); err != nil {
 		failed(provider.Permanent("pop3 parse", fmt.Errorf("%s: message %s: %w", c.who, m.uid, err)))
 		return nil
 	}
 	b.Emails = append(b.Emails, e)
 	return nil
+}
+
+// headerEmail returns the header-only email of a message, from its header (the answer
+// to TOP n 0, or the whole message), in the Inbox folder. Its ReceivedAt is the date
+// of the newest Received field (the one on top, which the delivering server added),
+// else the Date field, else firstSeen: POP3 itself knows no dates. It fails, with a
+// *mailparse.ParseError, only when the message has no readable header.
+func headerEmail(raw []byte, firstSeen time.Time) (*crmsync.Email, error) {
+	e, err := mailparse.ParseHeader(raw)
+	if err != nil {
+		return nil, err
+	}
+	e.Folder = Inbox
+	if e.ReceivedAt.IsZero() {
+		e.ReceivedAt = e.SentAt
+	}
+	if e.ReceivedAt.IsZero() {
+		e.ReceivedAt = firstSeen
+	}
+	return e, nil
+}
+
+// byteSize formats n bytes for people: "512 B", "5 MiB", "1.5 KiB".
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 3; m /= unit {
+		div *= unit
+		exp++
+	}
+	v := float64(n) / float64(div)
+	suffix := []string{"KiB", "MiB", "GiB", "TiB"}[exp]
+	if v == float64(int64(v)) {
+		return fmt.Sprintf("%d %s", int64(v), suffix)
+	}
+	return fmt.Sprintf("%.1f %s", v, suffix)
 }

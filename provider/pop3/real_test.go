@@ -20,6 +20,7 @@ import (
 	"github.com/crmsync/crmsync/provider"
 	"github.com/crmsync/crmsync/provider/pop3"
 	"github.com/crmsync/crmsync/provider/providertest"
+	"github.com/crmsync/crmsync/provider/smtp"
 )
 
 // The tests against real servers (Dovecot's POP3, fed over LMTP) share one instance
@@ -302,4 +303,58 @@ func TestRealPlaintextOnlyWhenAsked(t *testing.T) {
 	defer c.Close()
 	err = c.Test(ctxTimeout(t), crmsync.Incoming)
 	assert.Equal(t, crmsync.KindPermanent, crmsync.KindOf(err), "%v", err)
+}
+
+// TestRealSendThroughSMTP sends from a POP3 mailbox through Dovecot's submission
+// service with the default SMTP sender (provider/smtp), the same as IMAP profiles use:
+// the message, sent to the mailbox's own address, arrives in its maildrop. FindSent
+// cannot answer without a Sent folder.
+func TestRealSendThroughSMTP(t *testing.T) {
+	h := newRealHarness(t, crmsync.SecuritySTARTTLS)
+	tg := h.target(h.env.AddUser(t, "pop3-send"), h.env.Password)
+	tg.Profile.Outgoing = endpoint(t, h.env.SMTPAddr, crmsync.SecuritySTARTTLS)
+	p, err := h.dialer.Dial(t.Context(), tg)
+	require.NoError(t, err)
+	defer p.Close()
+	om, ok := p.(provider.OutgoingMail)
+	require.True(t, ok)
+
+	ctx := ctxTimeout(t)
+	require.NoError(t, p.Test(ctx, crmsync.Outgoing))
+	id := fmt.Sprintf("pop3-send.%d@crm.example", time.Now().UnixNano())
+	r, err := om.Send(ctx, &crmsync.Email{
+		MessageID: id, To: []crmsync.Address{{Email: tg.Mailbox.Address}},
+		Subject: "sent from a POP3 mailbox", TextBody: "Hello through submission.\n",
+	})
+	require.NoError(t, err)
+	assert.Equal(t, id, r.MessageID)
+
+	var got []*crmsync.Email
+	deadline := time.Now().Add(30 * time.Second)
+	for len(got) == 0 && time.Now().Before(deadline) {
+		got, _ = fetchNew(t, h, tg, nil)
+		if len(got) == 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	require.Len(t, got, 1, "the message arrives through OpenSMTPD and LMTP")
+	assert.Equal(t, id, got[0].MessageID)
+	assert.Equal(t, tg.Mailbox.Address, got[0].From.Email)
+	assert.Equal(t, "sent from a POP3 mailbox", got[0].Subject)
+
+	_, err = om.FindSent(ctx, id)
+	assert.ErrorIs(t, err, crmsync.ErrNotSupported)
+
+	// A wrong password is an auth error; the email definitely did not go out.
+	bad := tg
+	mb := *tg.Mailbox
+	mb.Credentials.Password += "-wrong"
+	bad.Mailbox = &mb
+	p2, err := h.dialer.Dial(t.Context(), bad)
+	require.NoError(t, err)
+	defer p2.Close()
+	_, err = p2.(provider.OutgoingMail).Send(ctx, &crmsync.Email{To: []crmsync.Address{{Email: tg.Mailbox.Address}}})
+	assert.Equal(t, crmsync.KindAuth, crmsync.KindOf(err), "%v", err)
+	assert.ErrorIs(t, err, smtp.ErrNotSubmitted)
+	assert.NotContains(t, err.Error(), mb.Credentials.Password)
 }

@@ -6,11 +6,13 @@ import (
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/provider"
+	"github.com/crmsync/crmsync/provider/smtp"
 )
 
-// SendingConn is the connection a Dialer with Config.Outgoing returns: a *Conn that
-// also implements provider.OutgoingMail, by delegating to the sender Config.Outgoing
-// opens on first use. Every method of Conn is promoted, so it is a
+// SendingConn is the connection a Dialer returns for a target it can send for (see
+// Config.Outgoing): a *Conn that also implements provider.OutgoingMail, by delegating
+// to its sender, opened on first use: Config.Outgoing's, else provider/smtp's for the
+// profile's outgoing endpoint. Every method of Conn is promoted, so it is a
 // provider.IncomingMail too.
 //
 // The two types exist because the engine finds capabilities by type assertion: a
@@ -36,8 +38,11 @@ func (c *SendingConn) Send(ctx context.Context, m *crmsync.Email) (provider.Send
 }
 
 // FindSent asks the sender whether a message with this Message-ID went out: a POP3
-// mailbox has no Sent folder to look in, so the sender's own sent log is the
-// duplicate-send guard.
+// mailbox has no Sent folder to look in, so only a sender with a sent log of its own
+// (one plugged in with Config.Outgoing) can answer. The default SMTP sender keeps none:
+// FindSent then returns a permanent error wrapping crmsync.ErrNotSupported, and the
+// engine refuses to resend an email whose outcome is unknown rather than risk sending
+// it twice.
 func (c *SendingConn) FindSent(ctx context.Context, messageID string) (bool, error) {
 	s, err := c.openSender(ctx)
 	if err != nil {
@@ -47,10 +52,9 @@ func (c *SendingConn) FindSent(ctx context.Context, messageID string) (bool, err
 	return found, classifySender("pop3 find sent", err)
 }
 
-// openSender returns the mailbox's sender, opening it with Config.Outgoing on first
-// use.
+// openSender returns the mailbox's sender, opening it on first use.
 func (c *Conn) openSender(ctx context.Context) (provider.OutgoingMail, error) {
-	open := c.d.cfg.Outgoing
+	open := c.d.outgoing(c.t)
 	if open == nil {
 		return nil, crmsync.WithKind(crmsync.KindPermanent, "pop3 outgoing", outgoingNotSupported)
 	}
@@ -68,7 +72,7 @@ func (c *Conn) openSender(ctx context.Context) (provider.OutgoingMail, error) {
 		return nil, classifySender("pop3 outgoing", err)
 	}
 	if s == nil {
-		return nil, crmsync.Errorf(crmsync.KindPermanent, "pop3 outgoing", "%s: Config.Outgoing returned no sender", c.who)
+		return nil, crmsync.Errorf(crmsync.KindPermanent, "pop3 outgoing", "%s: the outgoing hook returned no sender", c.who)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -101,3 +105,63 @@ func (c *Conn) testSender(ctx context.Context) error {
 func classifySender(op string, err error) error {
 	return provider.Classify(op, err)
 }
+
+// outgoing returns how to open t's sender: Config.Outgoing, else provider/smtp for the
+// profile's outgoing endpoint when it has a host; nil when t cannot send.
+func (d *Dialer) outgoing(t provider.Target) func(context.Context, provider.Target) (provider.OutgoingMail, error) {
+	switch {
+	case d.cfg.Outgoing != nil:
+		return d.cfg.Outgoing
+	case t.Profile != nil && t.Profile.Outgoing.Host != "":
+		return d.openSMTP
+	}
+	return nil
+}
+
+// openSMTP opens the default sender of t: provider/smtp with the profile's outgoing
+// endpoint and timeout, t's credentials, and the Dialer's TLS configuration, local name
+// and clock. Emails without a sender go out from the mailbox's address.
+func (d *Dialer) openSMTP(_ context.Context, t provider.Target) (provider.OutgoingMail, error) {
+	cfg := smtp.Config{
+		Endpoint:    t.Profile.Outgoing,
+		Credentials: t.Credentials(),
+		TLSConfig:   d.cfg.TLSConfig,
+		LocalName:   d.cfg.LocalName,
+		Timeout:     t.Profile.Timeout(),
+		Clock:       d.cfg.Clock,
+	}
+	if t.Mailbox != nil {
+		cfg.From = crmsync.Address{Email: t.Mailbox.Address}
+		cfg.Who = "mailbox " + t.Mailbox.ID
+	}
+	s, err := smtp.NewSender(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &smtpSender{s: s}, nil
+}
+
+// smtpSender adapts a *smtp.Sender to provider.OutgoingMail for a POP3 mailbox, which
+// has no Sent folder.
+type smtpSender struct{ s *smtp.Sender }
+
+// Send submits m. No copy is kept anywhere.
+func (s *smtpSender) Send(ctx context.Context, m *crmsync.Email) (provider.SendReceipt, error) {
+	r, _, err := s.s.Send(ctx, m)
+	return r, err
+}
+
+// FindSent cannot answer: there is no Sent folder to look in, and SMTP keeps no log.
+func (s *smtpSender) FindSent(context.Context, string) (bool, error) {
+	return false, crmsync.WithKind(crmsync.KindPermanent, "pop3 find sent", findSentNotSupported)
+}
+
+// Test opens an SMTP session, authenticates and quits.
+func (s *smtpSender) Test(ctx context.Context, _ crmsync.Workload) error { return s.s.Test(ctx) }
+
+// Close ends the SMTP session.
+func (s *smtpSender) Close() error { return s.s.Close() }
+
+// findSentNotSupported is FindSent's answer without a sent log.
+var findSentNotSupported = fmt.Errorf("a POP3 mailbox has no Sent folder, and its SMTP sender keeps no copy, "+
+	"so whether a message went out cannot be checked: %w", crmsync.ErrNotSupported)

@@ -1,8 +1,8 @@
-package imap
+package smtp
 
 import (
-	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -13,18 +13,43 @@ import (
 	"github.com/emersion/go-message/mail"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/provider/mailparse"
 )
 
-// compose builds the RFC 5322 message for m: From, To, Cc, Reply-To, Subject (encoded
-// words where needed), Date, Message-ID, In-Reply-To, References and Thread-Index; a
-// text/plain or text/html body, multipart/alternative when it has both, inside
-// multipart/mixed when it has attachments. Skipped attachments (no content) are left
-// out. Bcc is written only when withBcc is set, for the sender's own Sent copy, as mail
-// clients do; never in what is submitted.
-func compose(m *crmsync.Email, from crmsync.Address, msgID string, date time.Time, withBcc bool) ([]byte, error) {
+// Compose returns the RFC 5322 message of m, as it is submitted: From, To, Cc,
+// Reply-To, Subject (with encoded words where needed), Date (now), Message-ID,
+// In-Reply-To, References and Thread-Index; a text/plain or text/html body in UTF-8,
+// multipart/alternative when m has both, inside multipart/mixed when it has
+// attachments. Skipped attachments (kept without content) are left out. Bcc is never
+// written: its recipients get the message through the envelope only. Lines end in CRLF.
+//
+// m must have a sender (From.Email) and a MessageID (with or without angle brackets);
+// Sender.Send gives them defaults first.
+func Compose(m *crmsync.Email, now time.Time) ([]byte, error) {
+	return compose(m, now, false)
+}
+
+// ComposeSentCopy is Compose with a Bcc field: the sender's own copy, as mail clients
+// keep it in the Sent folder, shows whom they blind-copied. It is never what is
+// submitted.
+func ComposeSentCopy(m *crmsync.Email, now time.Time) ([]byte, error) {
+	return compose(m, now, true)
+}
+
+func compose(m *crmsync.Email, date time.Time, withBcc bool) ([]byte, error) {
+	if m == nil {
+		return nil, errors.New("no email")
+	}
+	if strings.TrimSpace(m.From.Email) == "" {
+		return nil, errors.New("the email has no sender")
+	}
+	msgID := mailparse.NormalizeMessageID(m.MessageID)
+	if msgID == "" {
+		return nil, errors.New("the email has no Message-ID")
+	}
 	var h mail.Header
 	h.SetDate(date)
-	h.SetAddressList("From", mailAddresses([]crmsync.Address{from}))
+	h.SetAddressList("From", mailAddresses([]crmsync.Address{m.From}))
 	h.SetAddressList("To", mailAddresses(m.To))
 	h.SetAddressList("Cc", mailAddresses(m.Cc))
 	if withBcc {
@@ -33,11 +58,11 @@ func compose(m *crmsync.Email, from crmsync.Address, msgID string, date time.Tim
 	h.SetAddressList("Reply-To", mailAddresses(m.ReplyTo))
 	h.SetSubject(m.Subject)
 	h.SetMessageID(msgID)
-	if m.InReplyTo != "" {
-		h.SetMsgIDList("In-Reply-To", []string{m.InReplyTo})
+	if id := mailparse.NormalizeMessageID(m.InReplyTo); id != "" {
+		h.SetMsgIDList("In-Reply-To", []string{id})
 	}
-	if len(m.References) > 0 {
-		h.SetMsgIDList("References", m.References)
+	if refs := normalizeIDs(m.References); len(refs) > 0 {
+		h.SetMsgIDList("References", refs)
 	}
 	if m.ThreadIndex != "" {
 		h.Set("Thread-Index", m.ThreadIndex)
@@ -73,6 +98,17 @@ func compose(m *crmsync.Email, from crmsync.Address, msgID string, date time.Tim
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// normalizeIDs returns the ids of l without angle brackets, empty ones dropped.
+func normalizeIDs(l []string) []string {
+	var out []string
+	for _, id := range l {
+		if id = mailparse.NormalizeMessageID(id); id != "" {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 func mailAddresses(l []crmsync.Address) []*mail.Address {
@@ -192,13 +228,4 @@ func writeAttachment(w *mail.Writer, a crmsync.Attachment, n int) error {
 		return err
 	}
 	return wc.Close()
-}
-
-// messageIDOf reads the Message-ID of a raw header block, without angle brackets.
-func messageIDOf(raw []byte) string {
-	h, _, err := readHeader(bufio.NewReader(bytes.NewReader(raw)))
-	if err != nil {
-		return ""
-	}
-	return messageID(mail.Header{Header: h})
 }

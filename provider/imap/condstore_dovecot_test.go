@@ -1,0 +1,183 @@
+package imap_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/internal/testenv"
+	"github.com/crmsync/crmsync/provider"
+	imapprov "github.com/crmsync/crmsync/provider/imap"
+)
+
+// proxied returns a target of addr whose incoming endpoint is the proxy (plaintext, so
+// that the proxy sees the commands).
+func proxied(t *testing.T, env *testenv.Env, p *tapProxy, addr string) provider.Target {
+	return dcTarget(t, env, dcEndpoint(t, p.addr(), crmsync.SecurityPlaintext), addr, env.Password)
+}
+
+// cycle runs one incoming cycle as the engine does: a fresh connection, FetchIncoming
+// with the cursor, Close.
+func cycle(t *testing.T, env *testenv.Env, tg provider.Target, req provider.FetchRequest) *provider.Batch {
+	t.Helper()
+	c, err := imapprov.NewDialer(imapprov.Config{}).DialConn(context.Background(), tg)
+	require.NoError(t, err)
+	b, err := c.FetchIncoming(dcCtx(t), req)
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	return b
+}
+
+// drain fetches everything from a nil cursor and returns the last cursor.
+func drain(t *testing.T, env *testenv.Env, tg provider.Target, folders []string, want int) []byte {
+	t.Helper()
+	var cursor []byte
+	n := 0
+	for range 100 {
+		b := cycle(t, env, tg, provider.FetchRequest{Cursor: cursor, Max: 500, Folders: folders})
+		n += len(b.Emails)
+		cursor = b.Cursor
+		if !b.More {
+			break
+		}
+	}
+	require.Equal(t, want, n, "messages fetched")
+	return cursor
+}
+
+// Dovecot offers CONDSTORE and the provider uses it: STATUS asks HIGHESTMODSEQ and a
+// changed folder is opened with EXAMINE (CONDSTORE). A flag change raises the modseq but
+// brings no new message: the next cycle opens nothing and returns nothing. Fetching never
+// sets \Seen (BODY.PEEK).
+func TestDovecotCondStore(t *testing.T) {
+	env := testenv.MailServers(t)
+	addr := env.AddUser(t, "condstore")
+	ids := dcDeliverN(t, env, addr, "condstore", 3)
+	p := newTapProxy(t, env.IMAPAddr)
+	tg := proxied(t, env, p, addr)
+
+	cl, err := imapLogin(dcCtx(t), env, tg.Mailbox.Credentials)
+	require.NoError(t, err)
+	defer cl.Close()
+	require.True(t, cl.Caps().Has(imap.CapCondStore), "Dovecot offers CONDSTORE")
+
+	b := cycle(t, env, tg, provider.FetchRequest{})
+	assert.Equal(t, ids, messageIDs(b.Emails))
+	cmds := p.commands()
+	assert.True(t, slices.ContainsFunc(cmds, func(s string) bool { return strings.HasPrefix(s, "STATUS") && strings.Contains(s, "HIGHESTMODSEQ") }), "%q", cmds)
+	assert.True(t, slices.ContainsFunc(cmds, func(s string) bool { return strings.HasPrefix(s, "EXAMINE") && strings.Contains(s, "CONDSTORE") }), "%q", cmds)
+
+	// No \Seen after the fetch; then a flag change.
+	_, err = cl.Select("INBOX", nil).Wait()
+	require.NoError(t, err)
+	msgs, err := cl.Fetch(imap.SeqSetNum(1, 2, 3), &imap.FetchOptions{Flags: true}).Collect()
+	require.NoError(t, err)
+	for _, m := range msgs {
+		assert.NotContains(t, m.Flags, imap.FlagSeen, "message %d", m.SeqNum)
+	}
+	require.NoError(t, cl.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged}}, nil).Close())
+
+	p.resetCounters()
+	again := cycle(t, env, tg, provider.FetchRequest{Cursor: b.Cursor})
+	assert.Empty(t, again.Emails)
+	cmds = p.commands()
+	if assert.Len(t, cmds, 3, "a flag change opens no folder: %q", cmds) {
+		assert.Equal(t, "LOGIN …", cmds[0])
+		assert.True(t, strings.HasPrefix(cmds[1], "STATUS INBOX ("), "%q", cmds[1])
+		assert.Equal(t, "LOGOUT", cmds[2])
+	}
+}
+
+// The Sent copy goes to the folder Dovecot marks \Sent (SPECIAL-USE), whatever
+// Config.SentFolder names, and FindSent finds it there.
+func TestDovecotSentSpecialUse(t *testing.T) {
+	env := testenv.MailServers(t)
+	from, to := env.AddUser(t, "sentfrom"), env.AddUser(t, "sentto")
+	tg := dcTarget(t, env, dcEndpoint(t, env.IMAPSAddr, crmsync.SecurityTLS), from, env.Password)
+	// A configured name that exists nowhere: if the provider went by name, it would
+	// create this folder.
+	dialer := imapprov.NewDialer(imapprov.Config{TLSConfig: env.TLSConfig(), SentFolder: "Elsewhere"})
+	c, err := dialer.DialConn(context.Background(), tg)
+	require.NoError(t, err)
+	defer c.Close()
+	id := fmt.Sprintf("special-use.%d@dovecot.crmsync.test", len(from))
+	r, err := c.Send(dcCtx(t), &crmsync.Email{
+		MessageID: id, From: crmsync.Address{Email: from}, To: []crmsync.Address{{Email: to}},
+		Subject: "special use", TextBody: "Where does the copy go?\n",
+	})
+	require.NoError(t, err)
+	assert.True(t, r.Copied)
+	found, err := c.FindSent(dcCtx(t), id)
+	require.NoError(t, err)
+	assert.True(t, found, "FindSent finds the copy")
+	found, err = c.FindSent(dcCtx(t), "never-sent@dovecot.crmsync.test")
+	require.NoError(t, err)
+	assert.False(t, found)
+
+	// Behind the provider's back: which folder is \Sent, and what it holds.
+	cl, err := imapLogin(dcCtx(t), env, tg.Mailbox.Credentials)
+	require.NoError(t, err)
+	defer cl.Close()
+	list, err := cl.List("", "*", &imap.ListOptions{ReturnSpecialUse: true}).Collect()
+	require.NoError(t, err)
+	var sent string
+	var names []string
+	for _, l := range list {
+		names = append(names, l.Mailbox)
+		if slices.Contains(l.Attrs, imap.MailboxAttrSent) {
+			sent = l.Mailbox
+		}
+	}
+	require.Equal(t, "Sent", sent, "Dovecot's configuration marks Sent \\Sent")
+	assert.NotContains(t, names, "Elsewhere", "the configured name was not used")
+	_, err = cl.Select(sent, &imap.SelectOptions{ReadOnly: true}).Wait()
+	require.NoError(t, err)
+	data, err := cl.UIDSearch(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Message-ID", Value: id}}}, nil).Wait()
+	require.NoError(t, err)
+	uids := data.AllUIDs()
+	require.Len(t, uids, 1, "one copy in %s", sent)
+	msgs, err := cl.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{Flags: true}).Collect()
+	require.NoError(t, err)
+	require.Len(t, msgs, 1)
+	assert.Contains(t, msgs[0].Flags, imap.FlagSeen, "the copy is marked \\Seen")
+}
+
+// A no-change cycle costs the same whatever the size of the mailbox: on a fresh
+// connection, LOGIN, one pipelined batch of STATUS commands (one per folder) and LOGOUT;
+// three round trips, on 5 messages as on 500, with or without tracked folders.
+func TestDovecotNoChangeRoundTrips(t *testing.T) {
+	env := testenv.MailServers(t)
+	p := newTapProxy(t, env.IMAPAddr)
+	p.latency = 5 * time.Millisecond
+	type cost struct{ turns, lines, up int64 }
+	measure := func(name string, n int, folders []string) cost {
+		addr := env.AddUser(t, name) // names of one length: the LOGIN lines are as long
+		dcDeliverN(t, env, addr, name, n)
+		tg := proxied(t, env, p, addr)
+		cursor := drain(t, env, tg, folders, n)
+		p.resetCounters()
+		b := cycle(t, env, tg, provider.FetchRequest{Cursor: cursor, Folders: folders})
+		require.Empty(t, b.Emails)
+		require.False(t, b.More)
+		t.Logf("%d messages, folders %v: %d round trips, commands %q, %d bytes sent, %d received",
+			n, folders, p.turns.Load(), p.commands(), p.up.Load(), p.down.Load())
+		return cost{p.turns.Load(), p.lines.Load(), p.up.Load()}
+	}
+	small, large := measure("noop-a", 5, nil), measure("noop-b", 500, nil)
+	assert.Equal(t, small, large, "the same cost on 5 and on 500 messages")
+	assert.EqualValues(t, 3, small.turns, "LOGIN, STATUS, LOGOUT")
+	assert.EqualValues(t, 3, small.lines)
+
+	folders := []string{"Sent", "Junk", "Trash"}
+	withFolders := measure("noop-c", 5, folders)
+	assert.EqualValues(t, 3, withFolders.turns, "the STATUS commands are pipelined")
+	assert.EqualValues(t, 3+len(folders), withFolders.lines)
+}

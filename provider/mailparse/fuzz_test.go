@@ -1,0 +1,129 @@
+package mailparse_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/crmsync/crmsync/provider/mailparse"
+)
+
+// The fuzz targets run as plain tests on their seeds: the hand seeds below and every
+// file of the real-world corpus (its header alone for the header and address targets).
+// In CI each also runs for a short time with -fuzz.
+
+// headerOf returns the header block of a raw message.
+func headerOf(raw []byte) []byte {
+	for _, sep := range [][]byte{[]byte("\r\n\r\n"), []byte("\n\n")} {
+		if i := bytes.Index(raw, sep); i >= 0 {
+			return raw[:i+len(sep)]
+		}
+	}
+	return raw
+}
+
+var handSeeds = [][]byte{
+	[]byte("Subject: x\r\n\r\nbody"),
+	[]byte("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\n!!\r\n--b--"),
+	[]byte("From x\r\n\tcont\r\nContent-Type: text/plain; charset=iso-2022-jp\r\n\r\n\x1b$B"),
+	[]byte("Received: x; Mon, 06 May 2024 08:00:00 +0000\r\nTo: ,,;\r\n\r\n"),
+	[]byte("From: \"=?UTF-8?B?/w==?=\" <a@b>, (c) d@e; g:;\r\nSubject: =?x?Q?a?= =?UTF-8?Q?=C3?=\r\n\r\n"),
+	[]byte("Content-Type: multipart/alternative; boundary=\"a\"\r\n\r\n--a\r\nContent-Type: multipart/mixed; boundary=a\r\n\r\n--a--\r\n"),
+	[]byte("Content-Type: application/pdf; name*=iso-8859-1''%E9%\r\nContent-Disposition: attachment; filename*=x''y\r\n\r\n"),
+}
+
+// FuzzParse checks that no message makes Parse panic, fail with anything but a
+// *ParseError, disagree with ParseHeader, or return an email that breaks its promises.
+func FuzzParse(f *testing.F) {
+	for _, s := range handSeeds {
+		f.Add(s)
+	}
+	files, names := corpusFiles(f)
+	for _, name := range names {
+		f.Add(files[name])
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		e, err := mailparse.Parse(raw, mailparse.Options{AttachmentLimit: 64})
+		_, herr := mailparse.ParseHeader(raw)
+		if (err == nil) != (herr == nil) {
+			t.Fatalf("Parse: %v, but ParseHeader: %v", err, herr)
+		}
+		if err != nil {
+			var pe *mailparse.ParseError
+			if !errors.As(err, &pe) || pe.Reason == "" {
+				t.Fatalf("not a *ParseError with a reason: %v", err)
+			}
+			return
+		}
+		checkEmail(t, e, 64)
+	})
+}
+
+// FuzzParseHeader checks that no header makes ParseHeader panic or return a header-only
+// email that breaks its promises.
+func FuzzParseHeader(f *testing.F) {
+	for _, s := range handSeeds {
+		f.Add(headerOf(s))
+	}
+	files, names := corpusFiles(f)
+	for _, name := range names {
+		f.Add(headerOf(files[name]))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		e, err := mailparse.ParseHeader(raw)
+		if err != nil {
+			var pe *mailparse.ParseError
+			if !errors.As(err, &pe) {
+				t.Fatalf("not a *ParseError: %v", err)
+			}
+			return
+		}
+		checkEmail(t, e, 0)
+		if e.TextBody != "" || e.HTMLBody != "" || e.Attachments != nil {
+			t.Fatalf("ParseHeader read a body")
+		}
+	})
+}
+
+// FuzzParseAddressList checks that no field value makes ParseAddressList panic or
+// return an empty or invalid address.
+func FuzzParseAddressList(f *testing.F) {
+	for _, s := range []string{
+		"", "a@b", `"B, Jr" <b@x>; c@d`, "Ann Smith ann@x", "g: a@b, c@d;", "(c) <a(b)@c(d)>",
+		`"=?UTF-8?Q?J=C3=B6rg?=" <j@x>`, "\"unbalanced <a@b>", "<<<@>>>", "J\xf6rg <j@x>", "a@b\\, c",
+	} {
+		f.Add(s)
+	}
+	files, names := corpusFiles(f)
+	for _, name := range names {
+		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(headerOf(files[name]))))
+		if err != nil {
+			continue
+		}
+		for _, key := range []string{"From", "Sender", "To", "Cc", "Bcc", "Reply-To"} {
+			for _, v := range h.Values(key) {
+				f.Add(v)
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, value string) {
+		list, notes := mailparse.ParseAddressList(value)
+		for _, a := range list {
+			if a.Name == "" && a.Email == "" {
+				t.Fatalf("an empty address in %q", list)
+			}
+			if !utf8.ValidString(a.Name) || !utf8.ValidString(a.Email) {
+				t.Fatalf("invalid UTF-8 in %q", a)
+			}
+		}
+		for _, n := range notes {
+			if !utf8.ValidString(n) {
+				t.Fatalf("invalid UTF-8 in note %q", n)
+			}
+		}
+	})
+}

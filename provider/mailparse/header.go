@@ -1,0 +1,146 @@
+package mailparse
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"strings"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/crmsync/crmsync"
+)
+
+// splitMessage splits a raw message at the empty line that ends its header; a message
+// without one is all header.
+func splitMessage(raw []byte) (head, body []byte) {
+	for i := 0; i < len(raw); {
+		j := bytes.IndexByte(raw[i:], '\n')
+		if j < 0 {
+			return raw, nil
+		}
+		if len(bytes.TrimRight(raw[i:i+j+1], "\r\n")) == 0 {
+			return raw[:i], raw[i+j+1:]
+		}
+		i += j + 1
+	}
+	return raw, nil
+}
+
+// readHeader reads a header block; size is the size of the whole message, to tell an
+// empty message from one without a header. Lines that are neither a field nor the
+// continuation of one are dropped with a note, so that one bad line does not lose the
+// rest of the header.
+func readHeader(head []byte, size int) (message.Header, []string, error) {
+	if size == 0 {
+		return message.Header{}, nil, &ParseError{Reason: ReasonEmpty}
+	}
+	if rest, ok := bytes.CutPrefix(head, []byte("From ")); ok && !bytes.HasPrefix(bytes.TrimLeft(rest, " \t"), []byte(":")) {
+		// An mbox "From sender date" separator line, left in by some servers and exports.
+		if i := bytes.IndexByte(head, '\n'); i >= 0 {
+			head = head[i+1:]
+		} else {
+			head = nil
+		}
+	}
+	h, err := readHeaderBlock(head)
+	var notes []string
+	if err != nil {
+		clean, dropped := sanitizeHeader(head)
+		if h, err = readHeaderBlock(clean); err != nil {
+			return message.Header{}, nil, &ParseError{Reason: ReasonUnreadableHeader, Err: err}
+		}
+		if dropped > 0 {
+			notes = append(notes, fmt.Sprintf("%d malformed header line(s) were ignored", dropped))
+		}
+	}
+	if h.Len() == 0 {
+		return message.Header{}, nil, &ParseError{Reason: ReasonNoHeader}
+	}
+	return h, notes, nil
+}
+
+func readHeaderBlock(head []byte) (message.Header, error) {
+	var b bytes.Buffer
+	b.Grow(len(head) + 4)
+	b.Write(head)
+	if len(head) > 0 && head[len(head)-1] != '\n' {
+		b.WriteString("\r\n")
+	}
+	b.WriteString("\r\n")
+	h, err := textproto.ReadHeader(bufio.NewReader(&b))
+	return message.Header{Header: h}, err
+}
+
+// sanitizeHeader keeps the lines of a header block that are fields ("Name: value") or
+// continuations of a kept field, and counts the others.
+func sanitizeHeader(head []byte) ([]byte, int) {
+	var out bytes.Buffer
+	dropped, keep := 0, false // keep: whether the current field is kept, for its continuations
+	for _, line := range bytes.SplitAfter(head, []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if keep {
+				out.Write(line)
+			} else {
+				dropped++
+			}
+			continue
+		}
+		i := bytes.IndexByte(line, ':')
+		keep = i > 0 && validFieldName(bytes.TrimRight(line[:i], " \t"))
+		if keep {
+			out.Write(line)
+		} else {
+			dropped++
+		}
+	}
+	return out.Bytes(), dropped
+}
+
+func validFieldName(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f || c == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+// headerEmail builds the header-only email of a header. It never fails: a field it
+// cannot read is left empty, and what it reads leniently is noted.
+func headerEmail(h message.Header) *crmsync.Email {
+	e := &crmsync.Email{Direction: crmsync.DirectionIncoming}
+	e.MessageID = NormalizeMessageID(h.Get("Message-Id"))
+	if l := SplitMessageIDs(h.Get("In-Reply-To")); len(l) > 0 {
+		e.InReplyTo = l[0]
+	}
+	e.References = SplitMessageIDs(h.Get("References"))
+	e.ThreadIndex = strings.TrimSpace(h.Get("Thread-Index"))
+	addresses := func(key string) []crmsync.Address {
+		l, notes := ParseAddressList(h.Get(key))
+		for _, n := range notes {
+			e.Notes = append(e.Notes, key+": "+n)
+		}
+		return l
+	}
+	if from := addresses("From"); len(from) > 0 {
+		e.From = from[0]
+	} else if sender := addresses("Sender"); len(sender) > 0 {
+		e.From = sender[0]
+	}
+	e.To = addresses("To")
+	e.Cc = addresses("Cc")
+	e.Bcc = addresses("Bcc")
+	e.ReplyTo = addresses("Reply-To")
+	e.Subject = DecodeText(h.Get("Subject"))
+	e.SentAt, _ = ParseDate(h.Get("Date"))
+	e.ReceivedAt = receivedAt(h)
+	return e
+}
