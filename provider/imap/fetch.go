@@ -104,7 +104,10 @@ func (f *fetcher) run(folders []string) error {
 	statuses := make([]*imap.StatusData, len(folders))
 	var firstErr error
 	if unselect != nil {
-		if err := unselect.Wait(); err != nil && !isNo(err) {
+		// NO or BAD ("not in the selected state") both leave the session unselected,
+		// which is all this asks for.
+		var ierr *imap.Error
+		if err := unselect.Wait(); err != nil && !errors.As(err, &ierr) {
 			return err
 		}
 	}
