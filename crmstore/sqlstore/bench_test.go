@@ -14,18 +14,22 @@ import (
 	"github.com/crmsync/crmsync/crmstore/sqlstore"
 )
 
-// benchStores opens a store of each dialect for a benchmark, PostgreSQL with the
-// engines' clock (the benchmarks run on a fake one).
-func benchStores(b *testing.B) []struct {
+// benchStore is a store a benchmark runs on.
+type benchStore struct {
 	name string
 	s    *sqlstore.Store
-} {
+}
+
+// benchStores opens a store of each dialect for a benchmark (SQLite only under -short),
+// PostgreSQL with the engines' clock: the benchmarks run on a fake one.
+func benchStores(b *testing.B) []benchStore {
 	sl, _ := openSQLite(b, sqlstore.Options{})
-	pg, _ := openPostgres(b, sqlstore.Options{DatabaseClock: ptr(false), MaxConns: 16})
-	return []struct {
-		name string
-		s    *sqlstore.Store
-	}{{"SQLite", sl}, {"Postgres", pg}}
+	out := []benchStore{{"SQLite", sl}}
+	if !testing.Short() {
+		pg, _ := openPostgres(b, sqlstore.Options{DatabaseClock: ptr(false), MaxConns: 16})
+		out = append(out, benchStore{"Postgres", pg})
+	}
+	return out
 }
 
 // benchEmail is an incoming email of a common size: three recipients, two references,

@@ -24,13 +24,16 @@
 //
 // mailboxes holds one row per mailbox, and mailbox_workloads one row per mailbox and
 // workload: its state, next run, lease (owner, fencing token, expiry) and sync state
-// (cursor, failures, load). Its due column is when the row may be claimed (NULL when
-// the workload is not runnable or not scheduled), so ClaimDue reads one range of the
-// index (workload, due) whatever the number of mailboxes. emails has partial unique
-// indexes on (mailbox_id, provider_id) and (mailbox_id, message_id) where not empty:
-// TrackIncoming checks the lease, inserts the batch with ON CONFLICT DO NOTHING (what
-// was not inserted is a duplicate) and saves the cursor, in one transaction. Lists are
-// JSON columns; attachments are rows of email_attachments with their content as a blob.
+// (cursor, failures, load). A partial index on (workload, next_run) holds the runnable,
+// scheduled rows, so ClaimDue reads one range of it whatever the number of mailboxes;
+// whether a row is held is checked on the row, so that a claim, which changes only the
+// lease columns, updates the row in place and touches no index (the price: a claim
+// passes over the rows held at the time). emails has partial unique indexes on
+// (mailbox_id, provider_id) and (message_id, mailbox_id) where not empty (the second
+// also finds a Message-ID in any mailbox): TrackIncoming checks the lease, inserts the
+// batch with ON CONFLICT DO NOTHING (what was not inserted is a duplicate) and saves the
+// cursor, in one transaction. Lists are JSON columns; attachments are rows of
+// email_attachments with their content as a blob.
 //
 // # Leases
 //
@@ -42,10 +45,18 @@
 //
 // SQLite serializes writers (one write connection, BEGIN IMMEDIATE), so a claim is one
 // UPDATE … FROM over the due rows. On PostgreSQL a claim is one
-// UPDATE … FROM (SELECT … ORDER BY due LIMIT n FOR UPDATE SKIP LOCKED): concurrent
-// claimers skip each other's rows instead of waiting, and never take one twice. By
-// default PostgreSQL's clock, not the engines', decides when runs are due and leases
-// expire (Options.DatabaseClock).
+// UPDATE … FROM (SELECT … ORDER BY next_run LIMIT n FOR UPDATE SKIP LOCKED):
+// concurrent claimers skip each other's rows instead of waiting, and never take one
+// twice. By default PostgreSQL's clock, not the engines', decides when runs are due and
+// leases expire (Options.DatabaseClock). The FinishCycle calls of an engine's workers
+// that arrive together share one statement there (a group commit).
+//
+// # Speed
+//
+// On SQLite, the statements of the hot paths are prepared once, and TrackIncoming
+// inserts row by row with its prepared statement: in process, parsing costs more than
+// running. On PostgreSQL, where a round trip costs more than a row, TrackIncoming
+// inserts the batch with one statement, and pgx keeps every statement prepared.
 //
 // # Secrets
 //

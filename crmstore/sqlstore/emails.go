@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -385,20 +386,18 @@ func (s *Store) EmailsByMessageID(ctx context.Context, ids []string) ([]*crmsync
 	return out, nil
 }
 
+// sortEmails orders emails by CreatedAt, then ID.
 func sortEmails(es []*crmsync.Email) {
-	for i := 1; i < len(es); i++ { // insertion sort of sorted runs: rare, and short
-		for j := i; j > 0 && emailBefore(es[j], es[j-1]); j-- {
-			es[j], es[j-1] = es[j-1], es[j]
+	slices.SortFunc(es, func(a, b *crmsync.Email) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
 		}
-	}
+		return strings.Compare(a.ID, b.ID)
+	})
 }
 
-func emailBefore(a, b *crmsync.Email) bool {
-	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-		return c < 0
-	}
-	return a.ID < b.ID
-}
+// saveCursorSQL saves the cursor of a held lease.
+const saveCursorSQL = "UPDATE mailbox_workloads SET cursor = ? WHERE " + heldWhere
 
 // TrackIncoming stores the new emails of an incoming batch and the incoming cursor in
 // one transaction; see crmstore.EmailStore. The store assigns the IDs (any ID the
@@ -426,11 +425,16 @@ func (s *Store) TrackIncoming(ctx context.Context, l crmstore.Lease, emails []*c
 		}
 		batch[i] = &e
 	}
-	inserted := make(map[string]bool, len(batch))
+	args := make([][]any, len(batch))
+	for i, e := range batch {
+		var err error
+		if args[i], err = s.emailArgs(e); err != nil {
+			return crmstore.TrackResult{}, fmt.Errorf("sqlstore: track incoming of mailbox %s: %w", l.MailboxID, err)
+		}
+	}
+	var inserted map[string]bool
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		clear(inserted)
-		res, err := tx.ExecContext(ctx, s.q("UPDATE mailbox_workloads SET cursor = ? WHERE "+heldWhere),
-			append([]any{blob(cursor)}, heldArgs(l)...)...)
+		res, err := s.exec(ctx, tx, s.sql.saveCursor, append([]any{blob(cursor)}, heldArgs(l)...)...)
 		if err != nil {
 			return err
 		}
@@ -438,48 +442,12 @@ func (s *Store) TrackIncoming(ctx context.Context, l crmstore.Lease, emails []*c
 			return leaseLost(l)
 		}
 		if s.d.rowInserts {
-			insert := tx.StmtContext(ctx, s.insertEmail)
-			for _, e := range batch {
-				args, err := s.emailArgs(e)
-				if err != nil {
-					return err
-				}
-				res, err := insert.ExecContext(ctx, args...)
-				if err != nil {
-					return err
-				}
-				if n, _ := res.RowsAffected(); n == 1 {
-					inserted[e.ID] = true
-				}
-			}
+			inserted, err = s.insertEach(ctx, tx, batch, args)
+		} else {
+			inserted, err = s.insertBatch(ctx, tx, args)
 		}
-		per := s.d.maxParams / emailNCols
-		for start := 0; !s.d.rowInserts && start < len(batch); start += per {
-			chunk := batch[start:min(len(batch), start+per)]
-			args := make([]any, 0, len(chunk)*emailNCols)
-			for _, e := range chunk {
-				a, err := s.emailArgs(e)
-				if err != nil {
-					return err
-				}
-				args = append(args, a...)
-			}
-			rows, err := tx.QueryContext(ctx, s.valuesSQL("INSERT INTO emails ("+emailCols+") VALUES ", emailNCols, len(chunk),
-				" ON CONFLICT DO NOTHING RETURNING id"), args...)
-			if err != nil {
-				return err
-			}
-			for rows.Next() {
-				var id string
-				if err := rows.Scan(&id); err != nil {
-					rows.Close()
-					return err
-				}
-				inserted[id] = true
-			}
-			if err := rows.Close(); err != nil {
-				return err
-			}
+		if err != nil {
+			return err
 		}
 		var withAttachments []*crmsync.Email
 		for _, e := range batch {
@@ -506,6 +474,55 @@ func (s *Store) TrackIncoming(ctx context.Context, l crmstore.Lease, emails []*c
 		}
 	}
 	return r, nil
+}
+
+// insertEach inserts new emails (args are their emailArgs) one statement each, and
+// returns the IDs of those that were not duplicates.
+func (s *Store) insertEach(ctx context.Context, tx *sql.Tx, batch []*crmsync.Email, args [][]any) (map[string]bool, error) {
+	inserted := make(map[string]bool, len(batch))
+	for i, e := range batch {
+		res, err := s.exec(ctx, tx, s.sql.insertEmail, args[i]...)
+		if err != nil {
+			return nil, err
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			inserted[e.ID] = true
+		}
+	}
+	return inserted, nil
+}
+
+// insertBatch inserts new emails (args are their emailArgs) with as few statements as
+// the dialect's limit on placeholders allows, and returns the IDs of those that were
+// not duplicates. Rows are inserted in order, so a duplicate inside the batch is found
+// as well as one already stored.
+func (s *Store) insertBatch(ctx context.Context, tx *sql.Tx, args [][]any) (map[string]bool, error) {
+	inserted := make(map[string]bool, len(args))
+	per := s.d.maxParams / emailNCols
+	for start := 0; start < len(args); start += per {
+		chunk := args[start:min(len(args), start+per)]
+		flat := make([]any, 0, len(chunk)*emailNCols)
+		for _, a := range chunk {
+			flat = append(flat, a...)
+		}
+		rows, err := tx.QueryContext(ctx, s.valuesSQL("INSERT INTO emails ("+emailCols+") VALUES ", emailNCols, len(chunk),
+			" ON CONFLICT DO NOTHING RETURNING id"), flat...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			inserted[id] = true
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return inserted, nil
 }
 
 // ClaimOutgoing returns up to limit (all when limit is not positive) emails of the

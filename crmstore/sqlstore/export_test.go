@@ -26,12 +26,12 @@ func BulkMailboxes(ctx context.Context, s *Store, n int, w crmsync.Workload, due
 				mbs = append(mbs, id, id+"@example.com", int(crmsync.OwnerUser), "u-"+id, "p1", int(crmsync.ApprovalApproved),
 					s.ts(time.Time{}), "", nil, nil, nil, 0, nil)
 				for _, x := range crmsync.AllWorkloads() {
-					var next, d any
+					var next any
 					if x == w {
-						next, d = s.ts(due(i)), s.ts(due(i))
+						next = s.ts(due(i))
 					}
 					wls = append(wls, id, int(x), int(crmsync.DeliveryServerSideSync), int(crmsync.TestPassed), s.ts(time.Time{}), "",
-						0, s.ts(time.Time{}), "", 0, next, d)
+						0, s.ts(time.Time{}), "", 0, next)
 				}
 			}
 			if _, err := tx.ExecContext(ctx, s.valuesSQL(`INSERT INTO mailboxes (id, address, owner_kind, owner_id, profile_id,
@@ -39,7 +39,7 @@ func BulkMailboxes(ctx context.Context, s *Store, n int, w crmsync.Workload, due
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, s.valuesSQL(`INSERT INTO mailbox_workloads (mailbox_id, workload, method, test, tested_at,
-	test_error, status, status_at, last_error, last_error_kind, next_run, due) VALUES `, 12, rows*crmsync.NumWorkloads, ""), wls...); err != nil {
+	test_error, status, status_at, last_error, last_error_kind, next_run) VALUES `, 11, rows*crmsync.NumWorkloads, ""), wls...); err != nil {
 				return err
 			}
 		}

@@ -206,6 +206,29 @@ func TestDuplicateEmailRefused(t *testing.T) {
 	}
 }
 
+// TestUnscheduledWhileHeld checks that a workload unscheduled while its cycle runs is
+// scheduled again by the FinishCycle of that cycle, as the next run it gives.
+func TestUnscheduledWhileHeld(t *testing.T) {
+	ctx := context.Background()
+	for _, d := range dialects {
+		t.Run(d.name, func(t *testing.T) {
+			s, _ := d.open(t, sqlstore.Options{})
+			_, err := s.MapMailbox(ctx, newMailbox("m1"), false)
+			must(t, err, "MapMailbox")
+			must(t, s.SetWorkload(ctx, "m1", crmsync.Incoming, runnable(), base), "SetWorkload")
+			cs, err := s.ClaimDue(ctx, crmstore.ClaimQuery{Workload: crmsync.Incoming, Owner: "e", Now: base, LeaseFor: time.Minute, Limit: 1})
+			if err != nil || len(cs) != 1 {
+				t.Fatalf("ClaimDue = %d, %v", len(cs), err)
+			}
+			must(t, s.SetWorkload(ctx, "m1", crmsync.Incoming, runnable(), time.Time{}), "SetWorkload(unschedule) while held")
+			must(t, s.FinishCycle(ctx, cs[0].Lease, crmstore.CycleResult{At: base, Status: crmsync.StatusSuccess, Next: base.Add(time.Minute)}), "FinishCycle")
+			if next, ok, err := s.NextDue(ctx, crmsync.Incoming); err != nil || !ok || !next.Equal(base.Add(time.Minute)) {
+				t.Fatalf("NextDue after FinishCycle = %v, %v, %v; want %v", next, ok, err, base.Add(time.Minute))
+			}
+		})
+	}
+}
+
 // TestLeaseOfAnotherWorkload checks that a write of one workload refuses the lease of
 // another, which would otherwise bypass the fencing of the right one.
 func TestLeaseOfAnotherWorkload(t *testing.T) {
@@ -320,7 +343,84 @@ func TestSeveralEnginesOnePostgres(t *testing.T) {
 				t.Fatalf("round %d: %s was claimed %d times", round, id, n)
 			}
 		}
-		_, err := sqlstore.RawDB(stores[0]).ExecContext(ctx, "UPDATE mailbox_workloads SET next_run = $1, due = $1 WHERE workload = 1", past)
+		_, err := sqlstore.RawDB(stores[0]).ExecContext(ctx, "UPDATE mailbox_workloads SET next_run = $1 WHERE workload = 1", past)
 		must(t, err, "scheduling every mailbox again")
+	}
+}
+
+// TestFinishCycleTogether ends many cycles at once, as an engine's workers do: on
+// PostgreSQL they share statements. Every call gets its own outcome: a stale lease is
+// refused, of two calls with one lease exactly one succeeds, and each success records
+// its own result.
+func TestFinishCycleTogether(t *testing.T) {
+	const mailboxes = 200
+	ctx := context.Background()
+	for _, d := range dialects {
+		t.Run(d.name, func(t *testing.T) {
+			s, _ := d.open(t, sqlstore.Options{})
+			must(t, sqlstore.BulkMailboxes(ctx, s, mailboxes, crmsync.ACT, func(int) time.Time { return base }), "BulkMailboxes")
+			cs, err := s.ClaimDue(ctx, crmstore.ClaimQuery{Workload: crmsync.ACT, Owner: "e", Now: base, LeaseFor: time.Hour})
+			if err != nil || len(cs) != mailboxes {
+				t.Fatalf("ClaimDue = %d, %v", len(cs), err)
+			}
+			type call struct {
+				l     crmstore.Lease
+				i     int
+				stale bool
+			}
+			var calls []call
+			for i, c := range cs {
+				calls = append(calls, call{l: c.Lease, i: i})
+				if i%7 == 0 {
+					calls = append(calls, call{l: c.Lease, i: i}) // the same lease twice
+				}
+				if i%10 == 0 {
+					stale := c.Lease
+					stale.Token -= 1000
+					calls = append(calls, call{l: stale, i: i, stale: true})
+				}
+			}
+			var (
+				wg   sync.WaitGroup
+				mu   sync.Mutex
+				wins = map[string]int{}
+			)
+			for _, c := range calls {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					err := s.FinishCycle(ctx, c.l, crmstore.CycleResult{At: base, Status: crmsync.StatusSuccess, Failures: c.i, Next: base.Add(time.Minute)})
+					switch {
+					case c.stale && !errors.Is(err, crmstore.ErrLeaseLost):
+						t.Errorf("FinishCycle with a stale lease of %s: %v, want ErrLeaseLost", c.l.MailboxID, err)
+					case !c.stale && err != nil && !errors.Is(err, crmstore.ErrLeaseLost):
+						t.Errorf("FinishCycle of %s: %v", c.l.MailboxID, err)
+					case !c.stale && err == nil:
+						mu.Lock()
+						wins[c.l.MailboxID]++
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			for _, c := range cs {
+				if wins[c.MailboxID] != 1 {
+					t.Fatalf("%s: %d FinishCycle calls succeeded, want 1", c.MailboxID, wins[c.MailboxID])
+				}
+			}
+			again, err := s.ClaimDue(ctx, crmstore.ClaimQuery{Workload: crmsync.ACT, Owner: "e", Now: base.Add(time.Minute), LeaseFor: time.Hour})
+			if err != nil || len(again) != mailboxes {
+				t.Fatalf("ClaimDue after the cycles = %d, %v; want every mailbox due again", len(again), err)
+			}
+			want := map[string]int{}
+			for i, c := range cs {
+				want[c.MailboxID] = i
+			}
+			for _, c := range again {
+				if c.State.Failures != want[c.MailboxID] || !c.Due.Equal(base.Add(time.Minute)) {
+					t.Fatalf("%s: state %+v due %v; want its own result", c.MailboxID, c.State, c.Due)
+				}
+			}
+		})
 	}
 }

@@ -46,8 +46,7 @@ func (s *Store) CommitItems(ctx context.Context, l crmstore.Lease, items []crmsy
 		data[i] = string(b)
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, s.q("UPDATE mailbox_workloads SET cursor = ? WHERE "+heldWhere),
-			append([]any{blob(cursor)}, heldArgs(l)...)...)
+		res, err := s.exec(ctx, tx, s.sql.saveCursor, append([]any{blob(cursor)}, heldArgs(l)...)...)
 		if err != nil {
 			return err
 		}

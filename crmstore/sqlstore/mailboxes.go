@@ -122,13 +122,6 @@ func (s *Store) mailboxByID(ctx context.Context, q queryer, id string) (*crmsync
 	return ms[0], nil
 }
 
-// dueOfRow is the due time of a mailbox-workload row after a change of its workload
-// state, with the runnable state as its one parameter: the schedule and lease stay.
-func (s *Store) dueOfRow() string {
-	return "CASE WHEN ? AND next_run IS NOT NULL THEN CASE WHEN lease_owner IS NOT NULL THEN " +
-		s.d.greatest + "(next_run, lease_expires) ELSE next_run END END"
-}
-
 // MapMailbox inserts mailbox m, or replaces the one with m.ID keeping its schedule,
 // leases and cursors, under the mapping rules of crmstore.MailboxStore, in one
 // transaction. When both the address and the owner are held elsewhere, the conflict
@@ -245,10 +238,10 @@ WHERE id = ?`),
 		for _, w := range crmsync.AllWorkloads() {
 			st := c.State(w)
 			if _, err := tx.ExecContext(ctx, s.q(`UPDATE mailbox_workloads SET method = ?, test = ?, tested_at = ?, test_error = ?,
-	status = ?, status_at = ?, last_error = ?, last_error_kind = ?, due = `+s.dueOfRow()+`
+	status = ?, status_at = ?, last_error = ?, last_error_kind = ?
 WHERE mailbox_id = ? AND workload = ?`),
 				int(st.Method), int(st.Test), s.ts(st.TestedAt), st.TestError,
-				int(st.Status), s.ts(st.StatusAt), st.LastError, int(st.LastErrorKind), st.Runnable(),
+				int(st.Status), s.ts(st.StatusAt), st.LastError, int(st.LastErrorKind),
 				c.ID, int(w)); err != nil {
 				return nil, fmt.Errorf("sqlstore: map mailbox %s: %w", c.ID, err)
 			}

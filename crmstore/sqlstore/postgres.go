@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,17 +34,17 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (*Store, error)
 	}
 	dbClock := opts.DatabaseClock == nil || *opts.DatabaseClock
 	d := &dialect{
-		name:       "postgres",
-		dollar:     true,
-		forUpdate:  " FOR UPDATE",
-		greatest:   "GREATEST",
-		tsParam:    "CAST(? AS TIMESTAMPTZ)",
-		maxParams:  65535,
-		migrations: migrationsOf("postgres"),
-		timeArg:    postgresTime,
-		claim:      postgresClaim,
-		dbNow:      postgresNow,
-		isUnique:   postgresIsUnique,
+		name:        "postgres",
+		dollar:      true,
+		groupFinish: true,
+		forUpdate:   " FOR UPDATE",
+		tsParam:     "CAST(? AS TIMESTAMPTZ)",
+		maxParams:   65535,
+		migrations:  migrationsOf("postgres"),
+		timeArg:     postgresTime,
+		claim:       postgresClaim,
+		dbNow:       postgresNow,
+		isUnique:    postgresIsUnique,
 		lockMigrations: func(ctx context.Context, tx *sql.Tx) error {
 			// Any constant will do, as long as every crmsync process uses the same.
 			_, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7243052911)")
@@ -74,33 +75,51 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (*Store, error)
 	return s, nil
 }
 
-// postgresClaim leases due mailbox-workloads in one statement. FOR UPDATE SKIP LOCKED
-// makes concurrent claimers pass over each other's rows instead of waiting for them or
-// taking them twice; each leased row draws its fencing token from the lease_tokens
-// sequence.
-func postgresClaim(ctx context.Context, tx *sql.Tx, a claimArgs) ([]claimedRow, error) {
-	rows, err := tx.QueryContext(ctx, `WITH picked AS (
-	SELECT mailbox_id, due FROM mailbox_workloads
-	WHERE workload = $1 AND due IS NOT NULL AND due <= $2
-	ORDER BY due, mailbox_id
-	LIMIT $3
+// postgresClaimSQL leases due mailbox-workloads in one statement. FOR UPDATE SKIP
+// LOCKED makes concurrent claimers pass over each other's rows instead of waiting for
+// them or taking them twice; each leased row draws its fencing token from the
+// lease_tokens sequence. Only lease columns change: the update is HOT, no index is
+// touched. NOW and EXPIRES stand for the claim's time and the lease's expiry.
+const postgresClaimSQL = `WITH picked AS (
+	SELECT mailbox_id FROM mailbox_workloads
+	WHERE workload = $1 AND RUNNABLE AND next_run <= NOW AND (lease_owner IS NULL OR lease_expires <= NOW)
+	ORDER BY next_run, mailbox_id
+	LIMIT $2
 	FOR UPDATE SKIP LOCKED
 )
 UPDATE mailbox_workloads AS w
-SET lease_owner = $4, lease_expires = $5, due = GREATEST(w.next_run, $5), lease_token = nextval('lease_tokens')
+SET lease_owner = $3, lease_expires = EXPIRES, lease_token = nextval('lease_tokens')
 FROM picked
 WHERE w.workload = $1 AND w.mailbox_id = picked.mailbox_id
-RETURNING w.mailbox_id, w.lease_token, w.next_run, w.cursor, w.failures, w.load, picked.due`,
-		int(a.workload), postgresTime(a.now), a.limit, a.owner, postgresTime(a.expires))
+RETURNING w.mailbox_id, w.lease_token, w.lease_expires, w.next_run, w.cursor, w.failures, w.load`
+
+var (
+	// postgresClaimAt claims at the claimer's time ($4) for a lease until $5.
+	postgresClaimAt = strings.NewReplacer("RUNNABLE", runnableRow, "NOW", "$4", "EXPIRES", "$5").Replace(postgresClaimSQL)
+	// postgresClaimNow claims at the database's time for a lease of $4 microseconds.
+	postgresClaimNow = strings.NewReplacer("RUNNABLE", runnableRow, "NOW", "now()",
+		"EXPIRES", "now() + $4 * interval '1 microsecond'").Replace(postgresClaimSQL)
+)
+
+// postgresClaim runs the claim statement, atomic on its own.
+func postgresClaim(ctx context.Context, s *Store, a claimArgs) ([]claimedRow, error) {
+	var rows *sql.Rows
+	var err error
+	if a.dbClock {
+		rows, err = s.wdb.QueryContext(ctx, postgresClaimNow, int(a.workload), a.limit, a.owner, a.leaseFor.Microseconds())
+	} else {
+		rows, err = s.wdb.QueryContext(ctx, postgresClaimAt, int(a.workload), a.limit, a.owner,
+			postgresTime(a.now), postgresTime(a.now.Add(a.leaseFor)))
+	}
 	if err != nil {
 		return nil, err
 	}
-	out, err := scanClaimed(rows, true)
+	out, err := scanClaimed(rows)
 	if err != nil {
 		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool {
-		if c := out[i].due.T.Compare(out[j].due.T); c != 0 {
+		if c := out[i].next.T.Compare(out[j].next.T); c != 0 {
 			return c < 0
 		}
 		return out[i].mailboxID < out[j].mailboxID

@@ -25,18 +25,11 @@ func (s *Store) SetWorkload(ctx context.Context, mailboxID string, w crmsync.Wor
 	if !w.Valid() {
 		return badWorkload(w)
 	}
-	due := "NULL"
-	var dueArgs []any
-	if st.Runnable() && !next.IsZero() {
-		due = "CASE WHEN lease_owner IS NOT NULL THEN " + s.d.greatest + "(?, lease_expires) ELSE ? END"
-		dueArgs = []any{s.ts(next), s.ts(next)}
-	}
-	args := []any{int(st.Method), int(st.Test), s.ts(st.TestedAt), st.TestError,
-		int(st.Status), s.ts(st.StatusAt), st.LastError, int(st.LastErrorKind), s.nullTime(next)}
-	args = append(append(args, dueArgs...), mailboxID, int(w))
 	res, err := s.wdb.ExecContext(ctx, s.q(`UPDATE mailbox_workloads SET method = ?, test = ?, tested_at = ?, test_error = ?,
-	status = ?, status_at = ?, last_error = ?, last_error_kind = ?, next_run = `+s.d.tsParam+`, due = `+due+`
-WHERE mailbox_id = ? AND workload = ?`), args...)
+	status = ?, status_at = ?, last_error = ?, last_error_kind = ?, next_run = `+s.d.tsParam+`
+WHERE mailbox_id = ? AND workload = ?`),
+		int(st.Method), int(st.Test), s.ts(st.TestedAt), st.TestError,
+		int(st.Status), s.ts(st.StatusAt), st.LastError, int(st.LastErrorKind), s.nullTime(next), mailboxID, int(w))
 	if err != nil {
 		return fmt.Errorf("sqlstore: set %v workload of mailbox %s: %w", w, mailboxID, err)
 	}
@@ -48,35 +41,35 @@ WHERE mailbox_id = ? AND workload = ?`), args...)
 
 // claimArgs are the parameters of a dialect's claim statement.
 type claimArgs struct {
-	workload     crmsync.Workload
-	now, expires time.Time
-	limit        int
-	owner        string
+	workload crmsync.Workload
+	// now is the claimer's time; with dbClock the statement uses the database's
+	// instead, and ignores now.
+	now      time.Time
+	dbClock  bool
+	leaseFor time.Duration
+	limit    int
+	owner    string
 }
 
 // claimedRow is one mailbox-workload a claim statement leased.
 type claimedRow struct {
 	mailboxID string
 	token     int64
+	expires   dbTime
 	next      dbTime
 	cursor    []byte
 	failures  int
 	load      float64
-	due       dbTime // the due time it was claimed at, where the dialect returns it
 }
 
-// scanClaimed reads the rows of a claim statement: mailbox_id, lease_token, next_run,
-// cursor, failures, load, and with due, the due time it was claimed at.
-func scanClaimed(rows *sql.Rows, withDue bool) ([]claimedRow, error) {
+// scanClaimed reads the rows of a claim statement: mailbox_id, lease_token,
+// lease_expires, next_run, cursor, failures, load.
+func scanClaimed(rows *sql.Rows) ([]claimedRow, error) {
 	defer rows.Close()
 	var out []claimedRow
 	for rows.Next() {
 		var c claimedRow
-		dest := []any{&c.mailboxID, &c.token, &c.next, &c.cursor, &c.failures, &c.load}
-		if withDue {
-			dest = append(dest, &c.due)
-		}
-		if err := rows.Scan(dest...); err != nil {
+		if err := rows.Scan(&c.mailboxID, &c.token, &c.expires, &c.next, &c.cursor, &c.failures, &c.load); err != nil {
 			return nil, err
 		}
 		out = append(out, c)
@@ -85,44 +78,38 @@ func scanClaimed(rows *sql.Rows, withDue bool) ([]claimedRow, error) {
 }
 
 // ClaimDue leases up to q.Limit due, runnable mailbox-workloads of q.Workload that no
-// one holds or whose lease expired, earliest due first, and reads what their cycles
-// need, in one transaction. A Limit of zero or less claims every due one. With the
-// database clock (see Options.DatabaseClock) the database's now replaces q.Now.
+// one holds or whose lease expired, earliest next run first (a reclaimed one by its
+// next run too), in one statement, then reads what their cycles need. A Limit of zero
+// or less claims every due one. With the database clock (see Options.DatabaseClock)
+// the database's now replaces q.Now. A mailbox deleted between the claim and the read
+// is left out: its lease went with it.
 func (s *Store) ClaimDue(ctx context.Context, q crmstore.ClaimQuery) ([]*crmstore.Claim, error) {
 	if !q.Workload.Valid() {
 		return nil, badWorkload(q.Workload)
 	}
-	var out []*crmstore.Claim
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		now := q.Now
-		if s.dbClock {
-			var err error
-			if now, err = s.d.dbNow(ctx, tx); err != nil {
-				return err
-			}
-		}
-		rows, err := s.d.claim(ctx, tx, claimArgs{
-			workload: q.Workload, now: now, expires: now.Add(q.LeaseFor), limit: limitOf(q.Limit), owner: q.Owner,
-		})
-		if err != nil || len(rows) == 0 {
-			return err
-		}
-		out, err = s.claims(ctx, tx, q, rows, now.Add(q.LeaseFor))
-		return err
+	rows, err := s.d.claim(ctx, s, claimArgs{
+		workload: q.Workload, now: q.Now, dbClock: s.dbClock, leaseFor: q.LeaseFor, limit: limitOf(q.Limit), owner: q.Owner,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: claim due %v: %w", q.Workload, err)
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	out, err := s.claims(ctx, s.rdb, q, rows)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: claim due %v: reading the claimed mailboxes: %w", q.Workload, err)
 	}
 	return out, nil
 }
 
 // claims reads the mailboxes and profiles of claimed rows and makes the Claims.
-func (s *Store) claims(ctx context.Context, tx *sql.Tx, q crmstore.ClaimQuery, rows []claimedRow, expires time.Time) ([]*crmstore.Claim, error) {
+func (s *Store) claims(ctx context.Context, db queryer, q crmstore.ClaimQuery, rows []claimedRow) ([]*crmstore.Claim, error) {
 	ids := make([]string, len(rows))
 	for i, r := range rows {
 		ids[i] = r.mailboxID
 	}
-	ms, err := s.mailboxesByID(ctx, tx, ids)
+	ms, err := s.mailboxesByID(ctx, db, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +123,7 @@ func (s *Store) claims(ctx context.Context, tx *sql.Tx, q crmstore.ClaimQuery, r
 			profileIDs = append(profileIDs, m.ProfileID)
 		}
 	}
-	profiles, err := s.profiles(ctx, tx, profileIDs)
+	profiles, err := s.profiles(ctx, db, profileIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -144,10 +131,10 @@ func (s *Store) claims(ctx context.Context, tx *sql.Tx, q crmstore.ClaimQuery, r
 	for _, r := range rows {
 		m := byID[r.mailboxID]
 		if m == nil {
-			return nil, fmt.Errorf("mailbox %s of a claimed workload is missing", r.mailboxID)
+			continue // deleted since the claim
 		}
 		c := &crmstore.Claim{
-			Lease:   crmstore.Lease{MailboxID: r.mailboxID, Workload: q.Workload, Owner: q.Owner, Token: r.token, Expires: expires},
+			Lease:   crmstore.Lease{MailboxID: r.mailboxID, Workload: q.Workload, Owner: q.Owner, Token: r.token, Expires: r.expires.time()},
 			Due:     r.next.time(),
 			State:   crmstore.SyncState{Cursor: r.cursor, Failures: r.failures, Load: r.load},
 			Mailbox: m, // one claim per mailbox: a claim holds one workload
@@ -165,20 +152,30 @@ func (s *Store) claims(ctx context.Context, tx *sql.Tx, q crmstore.ClaimQuery, r
 	return out, nil
 }
 
+// runnableState is the condition that a mailbox-workload row's state is runnable
+// (crmsync.WorkloadState.Runnable).
+var runnableState = fmt.Sprintf("method = %d AND test = %d", crmsync.DeliveryServerSideSync, crmsync.TestPassed)
+
+// runnableRow is the condition that a mailbox-workload row is runnable and scheduled:
+// the predicate of the index mailbox_workloads_runnable.
+var runnableRow = "next_run IS NOT NULL AND " + runnableState
+
 // NextDue returns the earliest next run of a scheduled, runnable mailbox-workload of w
 // that no one holds. With the database clock, a held one whose lease has expired by the
-// database's now counts too, from when it became claimable.
+// database's now counts too.
 func (s *Store) NextDue(ctx context.Context, w crmsync.Workload) (time.Time, bool, error) {
 	if !w.Valid() {
 		return time.Time{}, false, badWorkload(w)
 	}
-	expired := "lease_owner IS NULL"
+	free := "lease_owner IS NULL"
 	if s.dbClock {
-		expired = "(lease_owner IS NULL OR lease_expires <= now())"
+		// An expired lease whose run is past is claimable now: the engine that asks
+		// claims it at once, as it should.
+		free = "(lease_owner IS NULL OR lease_expires <= now())"
 	}
 	var due dbTime
-	err := s.rdb.QueryRowContext(ctx, s.q(`SELECT due FROM mailbox_workloads
-WHERE workload = ? AND due IS NOT NULL AND `+expired+` ORDER BY due LIMIT 1`), int(w)).Scan(&due)
+	err := s.rdb.QueryRowContext(ctx, s.q(`SELECT next_run FROM mailbox_workloads
+WHERE workload = ? AND `+runnableRow+` AND `+free+` ORDER BY next_run LIMIT 1`), int(w)).Scan(&due)
 	if errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, false, nil
 	}
@@ -226,9 +223,8 @@ func (s *Store) RenewLease(ctx context.Context, l crmstore.Lease, until time.Tim
 			}
 			until = now.Add(until.Sub(s.now()))
 		}
-		res, err := tx.ExecContext(ctx, s.q(`UPDATE mailbox_workloads SET lease_expires = ?,
-	due = CASE WHEN due IS NULL THEN NULL ELSE `+s.d.greatest+`(next_run, ?) END
-WHERE `+heldWhere), append([]any{s.ts(until), s.ts(until)}, heldArgs(l)...)...)
+		res, err := tx.ExecContext(ctx, s.q("UPDATE mailbox_workloads SET lease_expires = ? WHERE "+heldWhere),
+			append([]any{s.ts(until)}, heldArgs(l)...)...)
 		if err != nil {
 			return err
 		}
@@ -243,30 +239,39 @@ WHERE `+heldWhere), append([]any{s.ts(until), s.ts(until)}, heldArgs(l)...)...)
 	return err
 }
 
-// FinishCycle records a cycle's outcome and releases the lease, in one statement.
+// finishCycleQuery records a cycle's outcome and releases the lease. One statement for
+// every outcome, so that it is prepared once: its flags choose what changes.
+var finishCycleQuery = `UPDATE mailbox_workloads SET status = ?, status_at = ?, failures = ?, load = ?,
+	lease_owner = NULL, lease_expires = NULL,
+	last_error = CASE WHEN ? THEN ? ELSE last_error END,
+	last_error_kind = CASE WHEN ? THEN ? ELSE last_error_kind END,
+	cursor = CASE WHEN ? THEN NULL ELSE cursor END,
+	test = CASE WHEN ? THEN ? ELSE test END,
+	tested_at = CASE WHEN ? THEN ? ELSE tested_at END,
+	test_error = CASE WHEN ? THEN ? ELSE test_error END,
+	next_run = CASE WHEN ? AND ` + runnableState + ` THEN ? END
+WHERE ` + heldWhere
+
+// FinishCycle records a cycle's outcome and releases the lease, in one statement. A
+// workload disabled while the cycle ran stays unscheduled. On PostgreSQL, calls made
+// at the same time share one statement (see finish.go); once a call has started to
+// wait for its turn, it runs to its end even if ctx is canceled.
 func (s *Store) FinishCycle(ctx context.Context, l crmstore.Lease, r crmstore.CycleResult) error {
-	set := "status = ?, status_at = ?, failures = ?, load = ?, lease_owner = NULL, lease_expires = NULL"
-	args := []any{int(r.Status), s.ts(r.At), r.Failures, r.Load}
-	if r.Status == crmsync.StatusFailure || r.Err != "" {
-		set += ", last_error = ?, last_error_kind = ?"
-		args = append(args, r.Err, int(r.ErrKind))
+	if s.d.groupFinish {
+		return s.finishGrouped(ctx, l, r)
 	}
-	if r.ResetCursor {
-		set += ", cursor = NULL"
-	}
-	switch {
-	case r.Disable:
-		set += ", test = ?, tested_at = ?, test_error = ?, next_run = NULL, due = NULL"
-		args = append(args, int(crmsync.TestFailed), s.ts(r.At), r.Err)
-	case r.Next.IsZero():
-		set += ", next_run = NULL, due = NULL"
-	default:
-		// A workload disabled while the cycle ran stays unscheduled.
-		runnable := fmt.Sprintf("method = %d AND test = %d", crmsync.DeliveryServerSideSync, crmsync.TestPassed)
-		set += ", next_run = CASE WHEN " + runnable + " THEN " + s.d.tsParam + " END, due = CASE WHEN " + runnable + " THEN " + s.d.tsParam + " END"
-		args = append(args, s.ts(r.Next), s.ts(r.Next))
-	}
-	res, err := s.wdb.ExecContext(ctx, s.q("UPDATE mailbox_workloads SET "+set+" WHERE "+heldWhere), append(args, heldArgs(l)...)...)
+	setErr := r.Status == crmsync.StatusFailure || r.Err != ""
+	at := s.ts(r.At)
+	res, err := s.exec(ctx, s.wdb, s.sql.finishCycle, append([]any{
+		int(r.Status), at, r.Failures, r.Load,
+		setErr, r.Err,
+		setErr, int(r.ErrKind),
+		r.ResetCursor,
+		r.Disable, int(crmsync.TestFailed),
+		r.Disable, at,
+		r.Disable, r.Err,
+		!r.Disable, s.nullTime(r.Next),
+	}, heldArgs(l)...)...)
 	if err != nil {
 		return fmt.Errorf("sqlstore: finish %v cycle of mailbox %s: %w", l.Workload, l.MailboxID, err)
 	}

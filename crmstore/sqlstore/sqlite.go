@@ -49,10 +49,11 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*Store, error) 
 
 	d := &dialect{
 		name:       "sqlite",
-		greatest:   "max",
 		tsParam:    "?",
 		maxParams:  32766,
 		rowInserts: true,
+		prepareHot: true,
+		hot:        []string{sqliteClaimSQL, sqliteBumpTokensSQL},
 		migrations: migrationsOf("sqlite"),
 		timeArg:    sqliteTime,
 		claim:      sqliteClaim,
@@ -109,31 +110,41 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*Store, error) 
 	return s, nil
 }
 
-// sqliteClaim leases due mailbox-workloads in one statement. Writers are serialized, so
-// no row can be taken twice; the tokens are the counter's next values, handed out in
+// sqliteClaimSQL leases due mailbox-workloads in one statement. Writers are serialized,
+// so no row can be taken twice; the tokens are the counter's next values, handed out in
 // due order.
-func sqliteClaim(ctx context.Context, tx *sql.Tx, a claimArgs) ([]claimedRow, error) {
-	rows, err := tx.QueryContext(ctx, `UPDATE mailbox_workloads
-SET lease_owner = ?4, lease_expires = ?5, due = max(next_run, ?5),
+var sqliteClaimSQL = `UPDATE mailbox_workloads
+SET lease_owner = ?4, lease_expires = ?5,
 	lease_token = (SELECT value FROM counters WHERE name = 'lease_token') + p.rn
 FROM (
-	SELECT mailbox_id AS id, row_number() OVER (ORDER BY due, mailbox_id) AS rn
+	SELECT mailbox_id AS id, row_number() OVER (ORDER BY next_run, mailbox_id) AS rn
 	FROM mailbox_workloads
-	WHERE workload = ?1 AND due IS NOT NULL AND due <= ?2
-	ORDER BY due, mailbox_id
+	WHERE workload = ?1 AND ` + runnableRow + ` AND next_run <= ?2 AND (lease_owner IS NULL OR lease_expires <= ?2)
+	ORDER BY next_run, mailbox_id
 	LIMIT ?3
 ) AS p
 WHERE mailbox_workloads.workload = ?1 AND mailbox_workloads.mailbox_id = p.id
-RETURNING mailbox_id, lease_token, next_run, cursor, failures, load`,
-		int(a.workload), sqliteTime(a.now), a.limit, a.owner, sqliteTime(a.expires))
+RETURNING mailbox_id, lease_token, lease_expires, next_run, cursor, failures, load`
+
+// sqliteBumpTokensSQL moves the token counter past the tokens a claim handed out.
+const sqliteBumpTokensSQL = "UPDATE counters SET value = value + ? WHERE name = 'lease_token'"
+
+// sqliteClaim runs the claim statement and moves the token counter on, in one
+// transaction.
+func sqliteClaim(ctx context.Context, s *Store, a claimArgs) ([]claimedRow, error) {
+	var out []claimedRow
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		rows, err := s.query(ctx, tx, sqliteClaimSQL, int(a.workload), sqliteTime(a.now), a.limit, a.owner, sqliteTime(a.now.Add(a.leaseFor)))
+		if err != nil {
+			return err
+		}
+		if out, err = scanClaimed(rows); err != nil || len(out) == 0 {
+			return err
+		}
+		_, err = s.exec(ctx, tx, sqliteBumpTokensSQL, len(out))
+		return err
+	})
 	if err != nil {
-		return nil, err
-	}
-	out, err := scanClaimed(rows, false)
-	if err != nil || len(out) == 0 {
-		return out, err
-	}
-	if _, err := tx.ExecContext(ctx, "UPDATE counters SET value = value + ? WHERE name = 'lease_token'", len(out)); err != nil {
 		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].token < out[j].token })

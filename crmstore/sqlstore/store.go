@@ -29,9 +29,15 @@ type Store struct {
 	dbClock bool
 	ids     idGen
 
-	// insertEmail is the one-row insert of TrackIncoming where the dialect has
-	// rowInserts, prepared when the store opens.
-	insertEmail *sql.Stmt
+	// sql holds the hot statements in the dialect's form, made once.
+	sql struct {
+		saveCursor, insertEmail, finishCycle string
+	}
+	// prepared holds the hot statements prepared when the store opens, by their SQL,
+	// where the dialect has prepareHot; read-only after OpenSQLite.
+	prepared map[string]*sql.Stmt
+
+	finish finishGroup // FinishCycle calls waiting to go to the database together
 
 	rebound   sync.Map // SQL written with ? placeholders → the dialect's form
 	values    sync.Map // valuesKey → multi-row INSERT in the dialect's form
@@ -94,8 +100,6 @@ type dialect struct {
 	// forUpdate locks the rows a SELECT reads until the transaction ends; empty where
 	// writers are serialized anyway (SQLite).
 	forUpdate string
-	// greatest is the SQL function returning the larger of two values.
-	greatest string
 	// tsParam is a placeholder whose type the database cannot infer, as a timestamp.
 	tsParam string
 	// maxParams is the most placeholders one statement may have.
@@ -104,13 +108,23 @@ type dialect struct {
 	// once (SQLite, in process: parsing a statement costs more than running it), not
 	// many rows per statement (PostgreSQL: a round trip costs more than a row).
 	rowInserts bool
+	// prepareHot: the statements of the hot paths (hotStatements) are prepared once,
+	// when the store opens. database/sql does not keep prepared statements, and
+	// modernc.org/sqlite parses each statement it is given; pgx (PostgreSQL) keeps its
+	// own cache of prepared statements on each connection.
+	prepareHot bool
+	// groupFinish: FinishCycle calls made at the same time go to the database in one
+	// statement (finish.go): where each statement costs a round trip (PostgreSQL).
+	groupFinish bool
 	// migrations holds NNNN_name.sql files, applied in order.
 	migrations fs.FS
 
 	// timeArg converts a time to the argument of a timestamp column.
 	timeArg func(time.Time) any
-	// claim leases due mailbox-workloads; see claimArgs.
-	claim func(ctx context.Context, tx *sql.Tx, a claimArgs) ([]claimedRow, error)
+	// claim leases due mailbox-workloads, atomically; see claimArgs.
+	claim func(ctx context.Context, s *Store, a claimArgs) ([]claimedRow, error)
+	// hot are the dialect's own statements to prepare where it has prepareHot.
+	hot []string
 	// dbNow returns the database's clock, nil for a dialect without one.
 	dbNow func(ctx context.Context, tx *sql.Tx) (time.Time, error)
 	// lockMigrations serializes the migrations of several processes opening one
@@ -137,6 +151,10 @@ func newStore(d *dialect, opts Options, dbClock bool) (*Store, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.sql.saveCursor = s.q(saveCursorSQL)
+	s.sql.insertEmail = s.valuesSQL("INSERT INTO emails ("+emailCols+") VALUES ", emailNCols, 1, " ON CONFLICT DO NOTHING")
+	// The next run's placeholder needs its type on PostgreSQL.
+	s.sql.finishCycle = s.q(strings.Replace(finishCycleQuery, "THEN ? END", "THEN "+d.tsParam+" END", 1))
 	return s, nil
 }
 
@@ -148,11 +166,16 @@ func (s *Store) start(ctx context.Context) error {
 	if err := s.checkKeys(ctx); err != nil {
 		return err
 	}
-	if s.d.rowInserts {
-		var err error
-		s.insertEmail, err = s.wdb.PrepareContext(ctx, s.valuesSQL("INSERT INTO emails ("+emailCols+") VALUES ", emailNCols, 1, " ON CONFLICT DO NOTHING"))
-		if err != nil {
-			return err
+	if s.d.prepareHot {
+		// Prepared on the write pool, whose one connection is free now; a transaction
+		// on it uses them through Tx.StmtContext.
+		s.prepared = make(map[string]*sql.Stmt)
+		for _, query := range s.hotStatements() {
+			st, err := s.wdb.PrepareContext(ctx, query)
+			if err != nil {
+				return fmt.Errorf("sqlstore: preparing %q: %w", query, err)
+			}
+			s.prepared[query] = st
 		}
 	}
 	return nil
@@ -162,8 +185,8 @@ func (s *Store) start(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		var err error
-		if s.insertEmail != nil {
-			err = s.insertEmail.Close()
+		for _, st := range s.prepared {
+			err = errors.Join(err, st.Close())
 		}
 		err = errors.Join(err, s.wdb.Close())
 		if s.rdb != s.wdb {
@@ -201,6 +224,43 @@ func (s *Store) q(query string) string {
 	r := b.String()
 	s.rebound.Store(query, r)
 	return r
+}
+
+// hotStatements are the statements prepared when the store opens, where the dialect
+// has prepareHot: those of TrackIncoming, ClaimDue and FinishCycle.
+func (s *Store) hotStatements() []string {
+	return append([]string{s.sql.saveCursor, s.sql.insertEmail, s.sql.finishCycle}, s.d.hot...)
+}
+
+// exec runs a statement on q (the write pool or one of its transactions), through its
+// prepared form when it is one of the hot statements.
+func (s *Store) exec(ctx context.Context, q queryer, query string, args ...any) (sql.Result, error) {
+	if st := s.prepared[query]; st != nil {
+		switch q := q.(type) {
+		case *sql.Tx:
+			return q.StmtContext(ctx, st).ExecContext(ctx, args...)
+		case *sql.DB:
+			if q == s.wdb {
+				return st.ExecContext(ctx, args...)
+			}
+		}
+	}
+	return q.ExecContext(ctx, query, args...)
+}
+
+// query is exec for a statement that returns rows.
+func (s *Store) query(ctx context.Context, q queryer, query string, args ...any) (*sql.Rows, error) {
+	if st := s.prepared[query]; st != nil {
+		switch q := q.(type) {
+		case *sql.Tx:
+			return q.StmtContext(ctx, st).QueryContext(ctx, args...)
+		case *sql.DB:
+			if q == s.wdb {
+				return st.QueryContext(ctx, args...)
+			}
+		}
+	}
+	return q.QueryContext(ctx, query, args...)
 }
 
 // inTx runs fn in a write transaction and commits it, or rolls it back when fn fails.

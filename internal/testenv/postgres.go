@@ -49,13 +49,18 @@ type PGCluster struct {
 
 // pgShared is the cluster of a test binary whose TestMain calls RunMainPG, or the one CRMSYNC_PG_ENV names.
 var pgShared struct {
-	mu      sync.Mutex
-	inMain  bool       // RunMainPG runs the tests and will stop what was started
-	envPath string     // the CRMSYNC_PG_ENV the cluster was read from
-	cluster *PGCluster // once known
-	err     error      // why it could not be had; every later caller fails with it
-	started string     // the directory of the cluster this process started (stopped by RunMainPG)
-	script  string     // the script that started it
+	mu     sync.Mutex
+	inMain bool // RunMainPG runs the tests and will stop what was started
+
+	// The cluster CRMSYNC_PG_ENV names, read once per value of the variable.
+	envPath    string
+	envCluster *PGCluster
+	envErr     error
+
+	// The cluster RunMainPG's tests share: started on first use (every later caller fails
+	// with the error if it could not be), stopped by RunMainPG.
+	cluster *PGCluster
+	err     error
 }
 
 // Postgres returns the DSN (a postgres:// URL) of a new, empty database on a real PostgreSQL cluster, starting
@@ -96,18 +101,16 @@ func PostgresCluster(t testing.TB) *PGCluster {
 		pgShared.mu.Lock()
 		defer pgShared.mu.Unlock()
 		if pgShared.envPath != path {
-			pgShared.envPath, pgShared.cluster, pgShared.err = path, nil, nil
-		}
-		if pgShared.cluster == nil && pgShared.err == nil {
-			pgShared.cluster, pgShared.err = loadPGEnv(path)
-			if pgShared.err != nil {
-				pgShared.err = fmt.Errorf("%s=%s: %w", PGEnvVar, path, pgShared.err)
+			pgShared.envPath = path
+			pgShared.envCluster, pgShared.envErr = loadPGEnv(path)
+			if pgShared.envErr != nil {
+				pgShared.envErr = fmt.Errorf("%s=%s: %w", PGEnvVar, path, pgShared.envErr)
 			}
 		}
-		if pgShared.err != nil {
-			t.Fatalf("testenv: %v", pgShared.err)
+		if pgShared.envErr != nil {
+			t.Fatalf("testenv: %v", pgShared.envErr)
 		}
-		return pgShared.cluster
+		return pgShared.envCluster
 	}
 
 	pgShared.mu.Lock()
@@ -115,9 +118,6 @@ func PostgresCluster(t testing.TB) *PGCluster {
 		defer pgShared.mu.Unlock()
 		if pgShared.cluster == nil && pgShared.err == nil {
 			pgShared.cluster, pgShared.err = startPG()
-			if pgShared.err == nil {
-				pgShared.started, pgShared.script = pgShared.cluster.Dir, pgShared.cluster.script
-			}
 		}
 		if pgShared.err != nil {
 			t.Fatalf("testenv: %v", pgShared.err)
@@ -157,14 +157,14 @@ func runMainPG(m *testing.M) int {
 
 	pgShared.mu.Lock()
 	defer pgShared.mu.Unlock()
-	if pgShared.started != "" {
-		if err := stopPG(pgShared.script, pgShared.started); err != nil {
+	if c := pgShared.cluster; c != nil {
+		if err := stopPG(c.script, c.Dir); err != nil {
 			fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
 			if code == 0 {
 				code = 1
 			}
 		}
-		pgShared.started = ""
+		pgShared.cluster = nil
 	}
 	return code
 }

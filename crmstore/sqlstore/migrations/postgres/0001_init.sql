@@ -55,9 +55,11 @@ CREATE INDEX mailboxes_profile ON mailboxes (profile_id, id);
 CREATE INDEX mailboxes_secret_key ON mailboxes (secret_key) WHERE secret_key IS NOT NULL;
 
 -- One row per mailbox and workload: the workload's state, its schedule, its lease and
--- its sync state. due is when the row may be claimed: NULL when the workload is not
--- runnable or not scheduled; next_run when no one holds it; when someone does, the later
--- of next_run and lease_expires. So "claimable at t" is "due <= t", one index range.
+-- its sync state. The runnable ones (method 1, server-side sync; test 1, passed) that
+-- are scheduled are in the index below, by next run: ClaimDue reads one range of it
+-- whatever the number of mailboxes. Whether a row is held is checked on the row, not
+-- in the index, so that a claim (which changes only lease columns) is an update in
+-- place (a HOT update on PostgreSQL) that touches no index.
 CREATE TABLE mailbox_workloads (
 	mailbox_id      TEXT COLLATE "C" NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
 	workload        SMALLINT NOT NULL,
@@ -70,16 +72,16 @@ CREATE TABLE mailbox_workloads (
 	last_error      TEXT NOT NULL,
 	last_error_kind SMALLINT NOT NULL,
 	next_run        TIMESTAMPTZ,
-	due             TIMESTAMPTZ,
-	lease_owner     TEXT COLLATE "C",              -- NULL: no one holds it
+	lease_owner     TEXT COLLATE "C", -- NULL: no one holds it
 	lease_token     BIGINT NOT NULL DEFAULT 0,
 	lease_expires   TIMESTAMPTZ,
 	cursor          BYTEA,
 	failures        INTEGER NOT NULL DEFAULT 0,
 	load            DOUBLE PRECISION NOT NULL DEFAULT 0,
 	PRIMARY KEY (mailbox_id, workload)
-);
-CREATE INDEX mailbox_workloads_due ON mailbox_workloads (workload, due, mailbox_id) WHERE due IS NOT NULL;
+) WITH (fillfactor = 70); -- room for the in-place updates of claims
+CREATE INDEX mailbox_workloads_runnable ON mailbox_workloads (workload, next_run, mailbox_id)
+	WHERE next_run IS NOT NULL AND method = 1 AND test = 1;
 
 CREATE TABLE emails (
 	id                TEXT COLLATE "C" PRIMARY KEY,
