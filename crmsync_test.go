@@ -171,3 +171,22 @@ func ExampleKindOf() {
 	}
 	// Output: disable and alert: auth
 }
+
+func TestSanitize(t *testing.T) {
+	e := &crmsync.Email{
+		Subject: "caf\xe9 \x00menu", TextBody: "ok", HTMLBody: "<p>\x00</p>",
+		From: crmsync.Address{Name: "Bad\xffName", Email: "a@b.test"}, To: []crmsync.Address{{Name: "x\x00y", Email: "c@d.test"}},
+		References: []string{"r\xfe@x"}, Notes: []string{"n\x00"},
+		Attachments: []crmsync.Attachment{{Name: "f\xff.pdf", Content: []byte{0, 0xff}}},
+	}
+	e.Sanitize()
+	assert.Equal(t, "caf\uFFFD menu", e.Subject)
+	assert.Equal(t, "ok", e.TextBody)
+	assert.Equal(t, "<p></p>", e.HTMLBody)
+	assert.Equal(t, "Bad\uFFFDName", e.From.Name)
+	assert.Equal(t, "xy", e.To[0].Name)
+	assert.Equal(t, "r\uFFFD@x", e.References[0])
+	assert.Equal(t, "n", e.Notes[0])
+	assert.Equal(t, "f\uFFFD.pdf", e.Attachments[0].Name)
+	assert.Equal(t, []byte{0, 0xff}, e.Attachments[0].Content, "binary content is left alone")
+}

@@ -2,7 +2,9 @@ package crmsync
 
 import (
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // EmailStatus is the status of a CRM email activity, with the product's codes.
@@ -179,4 +181,42 @@ func (e *Email) Recipients() []Address {
 	out = append(out, e.To...)
 	out = append(out, e.Cc...)
 	return append(out, e.Bcc...)
+}
+
+// Sanitize makes every text field of e valid UTF-8 without NUL bytes, replacing what is
+// not with U+FFFD (a NUL is dropped). Mail in the wild carries both, and databases such
+// as PostgreSQL refuse them, which would fail a whole batch for one bad message. The
+// engine sanitizes every email before the Store sees it.
+func (e *Email) Sanitize() {
+	for _, s := range []*string{&e.MessageID, &e.InReplyTo, &e.ThreadIndex, &e.ProviderID, &e.Folder, &e.Subject,
+		&e.TextBody, &e.HTMLBody, &e.RegardingID, &e.FailureReason, &e.TrackingToken, &e.ConversationID, &e.SubjectHash} {
+		*s = cleanText(*s)
+	}
+	for i := range e.References {
+		e.References[i] = cleanText(e.References[i])
+	}
+	for i := range e.Notes {
+		e.Notes[i] = cleanText(e.Notes[i])
+	}
+	e.From = cleanAddress(e.From)
+	for _, list := range [][]Address{e.To, e.Cc, e.Bcc, e.ReplyTo} {
+		for i := range list {
+			list[i] = cleanAddress(list[i])
+		}
+	}
+	for i := range e.Attachments {
+		a := &e.Attachments[i]
+		a.Name, a.ContentType, a.ContentID, a.SkipReason = cleanText(a.Name), cleanText(a.ContentType), cleanText(a.ContentID), cleanText(a.SkipReason)
+	}
+}
+
+func cleanAddress(a Address) Address {
+	return Address{Name: cleanText(a.Name), Email: cleanText(a.Email)}
+}
+
+func cleanText(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
 }

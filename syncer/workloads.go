@@ -47,6 +47,7 @@ func (e *Engine) incoming(ctx context.Context, conn provider.Provider, c *crmsto
 		}
 		now := e.clock.Now()
 		for _, m := range b.Emails {
+			m.Sanitize()
 			m.MailboxID = mb.ID
 			m.Direction = crmsync.DirectionIncoming
 			if m.Status == 0 {
