@@ -32,8 +32,12 @@
 // (mailbox_id, provider_id) and (message_id, mailbox_id) where not empty (the second
 // also finds a Message-ID in any mailbox): TrackIncoming checks the lease, inserts the
 // batch with ON CONFLICT DO NOTHING (what was not inserted is a duplicate) and saves the
-// cursor, in one transaction. Lists are JSON columns; attachments are rows of
-// email_attachments with their content as a blob.
+// cursor, in one transaction. The correlation keys of emails (tracking token,
+// conversation ID, subject hash; migration 0002) have partial indexes where not empty,
+// the subject hash's on (subject_hash, created_at), so that EmailsByTrackingToken,
+// EmailsByConversationID and EmailsBySubjectHash (filter's optional lookups) each read
+// one index. Lists are JSON columns; attachments are rows of email_attachments with
+// their content as a blob.
 //
 // # Leases
 //

@@ -22,9 +22,9 @@ import (
 const emailCols = `id, mailbox_id, direction, status, message_id, in_reply_to, refs, thread_index, provider_id, folder,
 	from_name, from_email, to_addrs, cc_addrs, bcc_addrs, reply_to, subject, text_body, html_body, size,
 	sent_at, received_at, regarding_id, correlation, delivery_attempts, failure_reason, notes, attachments,
-	created_at, modified_at`
+	created_at, modified_at, tracking_token, conversation_id, subject_hash`
 
-const emailNCols = 30
+const emailNCols = 33
 
 // emailSet assigns every column of emailCols but the ID.
 var emailSet = func() string {
@@ -58,7 +58,8 @@ func (s *Store) emailArgs(e *crmsync.Email) ([]any, error) {
 	return []any{e.ID, e.MailboxID, int(e.Direction), int(e.Status), e.MessageID, e.InReplyTo, refs, e.ThreadIndex,
 		e.ProviderID, e.Folder, e.From.Name, e.From.Email, addrs[0], addrs[1], addrs[2], addrs[3], e.Subject,
 		e.TextBody, e.HTMLBody, e.Size, s.ts(e.SentAt), s.ts(e.ReceivedAt), e.RegardingID, int(e.Correlation),
-		e.DeliveryAttempts, e.FailureReason, notes, len(e.Attachments), s.ts(e.CreatedAt), s.ts(e.ModifiedAt)}, nil
+		e.DeliveryAttempts, e.FailureReason, notes, len(e.Attachments), s.ts(e.CreatedAt), s.ts(e.ModifiedAt),
+		e.TrackingToken, e.ConversationID, e.SubjectHash}, nil
 }
 
 // scanEmail reads a row of emailCols; the attachments come later (loadAttachments).
@@ -72,7 +73,8 @@ func scanEmail(rows *sql.Rows) (*crmsync.Email, int, error) {
 	if err := rows.Scan(&e.ID, &e.MailboxID, &e.Direction, &e.Status, &e.MessageID, &e.InReplyTo, &refs, &e.ThreadIndex,
 		&e.ProviderID, &e.Folder, &e.From.Name, &e.From.Email, &to, &cc, &bcc, &replyTo, &e.Subject,
 		&e.TextBody, &e.HTMLBody, &e.Size, &sent, &received, &e.RegardingID, &e.Correlation,
-		&e.DeliveryAttempts, &e.FailureReason, &notes, &attachments, &created, &modified); err != nil {
+		&e.DeliveryAttempts, &e.FailureReason, &notes, &attachments, &created, &modified,
+		&e.TrackingToken, &e.ConversationID, &e.SubjectHash); err != nil {
 		return nil, 0, err
 	}
 	e.SentAt, e.ReceivedAt, e.CreatedAt, e.ModifiedAt = sent.time(), received.time(), created.time(), modified.time()

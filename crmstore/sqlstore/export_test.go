@@ -65,3 +65,24 @@ func MigrationNames(dialect string) ([]string, error) {
 	}
 	return names, err
 }
+
+// AtSchemaVersion returns opts that make OpenSQLite and OpenPostgres apply only the
+// first v migrations, leaving the database as the code of that version did. The store
+// opened is good for RawDB, SchemaVersion and Close only.
+func AtSchemaVersion(opts Options, v int) Options {
+	opts.schemaVersion = v
+	return opts
+}
+
+// Rebind returns query, written with ? placeholders, in the store's dialect.
+func Rebind(s *Store, query string) string { return s.q(query) }
+
+// TimeArg returns t as the argument of a time column of the store's dialect.
+func TimeArg(s *Store, t time.Time) any { return s.ts(t) }
+
+// CorrelationSQL returns the statement of a correlation lookup by column col
+// (tracking_token, conversation_id or subject_hash) of n keys, in the store's dialect:
+// its arguments are the keys, then, for subject_hash, the lower bound of created_at.
+func CorrelationSQL(s *Store, col string, n int) string {
+	return s.q(correlationSQL(col, n, col == "subject_hash"))
+}

@@ -96,6 +96,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.schemaVersion > 0 {
+		ms = ms[:min(s.schemaVersion, len(ms))]
+	}
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		if s.d.lockMigrations != nil {
 			if err := s.d.lockMigrations(ctx, tx); err != nil {

@@ -8,8 +8,10 @@
 // The suite checks the promises in crmstore's documentation that survive a crash or a
 // race: idempotent tracking, the atomic commit of emails and cursor, exclusive leases with
 // fencing tokens, the mapping rules, the outgoing states; and the plain record keeping
-// around them. It imports only the standard library and crmsync, so running it pulls
-// nothing into a host's build.
+// around them. Optional capabilities (the correlation lookups of filter's TokenIndex,
+// ConversationIndex and SubjectIndex) are tested when the store has them, and their
+// tests skipped, saying so, when it has not. The suite imports only the standard
+// library, crmsync and crmstore, so running it pulls nothing into a host's build.
 //
 // Time is not real in the suite: every call passes its Now (in January 2026) and nothing
 // waits. A store that judges due times and lease expiry by its own clock (as a shared
@@ -42,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) crmstore.Store) {
 		{"Schedule", scheduleTests},
 		{"Outgoing", outgoingTests},
 		{"Emails", emailTests},
+		{"CorrelationKeys", correlationTests},
 		{"Items", itemTests},
 		{"Alerts", alertTests},
 		{"ProfileHealth", healthTests},
