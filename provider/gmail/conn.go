@@ -99,7 +99,6 @@ func (c *Conn) Close() error {
 // to another is the same message. A message seen under two labels in one batch is returned once.
 func (c *Conn) FetchIncoming(ctx context.Context, req provider.FetchRequest) (*provider.Batch, error) {
 	defer c.call(ctx)()
-	c.leaveSelected(ctx)
 	lf := &labelFetch{c: c, tracked: req.Folders, screen: req.Screen, seen: map[string]bool{}}
 	req.Screen = lf.screenHeaders
 	batch, err := c.base.FetchIncoming(ctx, req)
@@ -107,27 +106,6 @@ func (c *Conn) FetchIncoming(ctx context.Context, req provider.FetchRequest) (*p
 		return nil, c.fix(err)
 	}
 	return batch, nil
-}
-
-// leaveSelected closes the mailbox an earlier call left selected on a reused IMAP session (UNSELECT, or NOOP
-// where the server lacks it). provider/imap starts a fetch with STATUS of every folder, and a server may
-// answer STATUS of the selected mailbox from the session's stale view (RFC 3501 6.3.10; Dovecot does), which
-// would hide mail delivered since. A failure is left to the fetch itself to report.
-func (c *Conn) leaveSelected(ctx context.Context) {
-	if c.b == nil {
-		return
-	}
-	s := c.b.session()
-	if s == nil {
-		return
-	}
-	cmd := "NOOP"
-	if hasCap(c.b.capabilities(), "UNSELECT") {
-		cmd = "UNSELECT"
-	}
-	if _, err := s.command(ctx, cmd); err != nil {
-		c.log.Debug("gmail: leaving the selected mailbox failed", "err", err)
-	}
 }
 
 // MoveToFolder moves the message that ref names to folder, creating the folder (in Gmail, a label) if it

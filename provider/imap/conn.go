@@ -38,6 +38,8 @@ type Conn struct {
 	closed bool
 
 	sent string // the Sent folder, once found
+
+	pending *pendingUIDs // what the next batch of a cycle continues from
 }
 
 var (

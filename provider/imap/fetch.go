@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -85,12 +87,16 @@ func (f *fetcher) run(folders []string) error {
 	opts := &imap.StatusOptions{UIDNext: true, UIDValidity: true, HighestModSeq: condstore}
 
 	// A server may answer STATUS on the selected mailbox from the state it had when it
-	// was selected (Dovecot does), which would hide mail that arrived since: leave it
-	// first. UNSELECT is pipelined with the STATUS commands, so the round trip is the
-	// same; a read-only (EXAMINEd) mailbox is closed without an expunge either way.
+	// was selected (Dovecot does), which would hide mail that arrived since. A folder
+	// this call reads and the previous batch left open is kept open (opening it again
+	// costs the server a reload: Dovecot, ~35 ms at 20,000 messages), and NOOP brings
+	// the session's view up to date, on its own: Dovecot runs a pipelined NOOP's sync
+	// after the STATUS that follows it. Any other mailbox is left with UNSELECT,
+	// pipelined with the STATUS commands; a read-only (EXAMINEd) mailbox is closed
+	// without an expunge either way.
 	var unselect *imapclient.Command
-	if f.cl.Mailbox() != nil {
-		if f.cl.Caps().Has(imap.CapUnselect) {
+	if mb := f.cl.Mailbox(); mb != nil {
+		if !slices.Contains(folders, mb.Name) && f.cl.Caps().Has(imap.CapUnselect) {
 			unselect = f.cl.Unselect()
 		} else if err := f.cl.Noop().Wait(); err != nil {
 			return err
@@ -177,12 +183,20 @@ func (f *fetcher) folder(name string, st *imap.StatusData, condstore bool) error
 		f.batch.More = true
 		return nil
 	}
-	sel, err := f.cl.Select(name, &imap.SelectOptions{ReadOnly: true, CondStore: condstore}).Wait()
-	if err != nil {
-		if missingMailbox(err) {
-			return notFound("imap fetch", "%s: no folder %s (%v)", f.c.whoOr("mailbox"), name, err)
+	var sel *imap.SelectData
+	if mb := f.cl.Mailbox(); mb != nil && mb.Name == name && st.UIDValidity != 0 {
+		// Still open from the previous batch, and brought up to date by the NOOP before
+		// STATUS, whose numbers stand for SELECT's.
+		sel = &imap.SelectData{UIDValidity: st.UIDValidity, UIDNext: st.UIDNext, HighestModSeq: st.HighestModSeq}
+	} else {
+		var err error
+		sel, err = f.cl.Select(name, &imap.SelectOptions{ReadOnly: true, CondStore: condstore}).Wait()
+		if err != nil {
+			if missingMailbox(err) {
+				return notFound("imap fetch", "%s: no folder %s (%v)", f.c.whoOr("mailbox"), name, err)
+			}
+			return err
 		}
-		return err
 	}
 	if fs == nil || fs.Validity != sel.UIDValidity {
 		if fs != nil {
@@ -193,22 +207,10 @@ func (f *fetcher) folder(name string, st *imap.StatusData, condstore bool) error
 		f.cur.Folders[name] = fs
 	}
 
-	criteria := &imap.SearchCriteria{UID: []imap.UIDSet{{{Start: imap.UID(fs.Last + 1), Stop: 0}}}}
-	if !f.req.Since.IsZero() {
-		criteria.Since = searchSince(f.req.Since)
-	}
-	data, err := f.cl.UIDSearch(criteria, nil).Wait()
+	uids, err := f.search(name, fs, sel)
 	if err != nil {
 		return err
 	}
-	var uids []imap.UID
-	for _, uid := range data.AllUIDs() {
-		// "n:*" also matches the highest UID when it is below n.
-		if uint32(uid) > fs.Last {
-			uids = append(uids, uid)
-		}
-	}
-	slices.Sort(uids)
 
 	caughtUp := func() {
 		if next := uint32(sel.UIDNext); next > 0 {
@@ -227,6 +229,9 @@ func (f *fetcher) folder(name string, st *imap.StatusData, condstore bool) error
 	}
 	f.budget -= len(take)
 	fs.Last = uint32(take[len(take)-1])
+	if p := f.c.pending; p != nil {
+		p.uids, p.last = uids[len(take):], fs.Last
+	}
 	if len(take) < len(uids) {
 		f.batch.More = true
 		fs.Next = 0
@@ -236,6 +241,62 @@ func (f *fetcher) folder(name string, st *imap.StatusData, condstore bool) error
 	// read to its end.
 	caughtUp()
 	return nil
+}
+
+// pendingUIDs are the UIDs a search found that a batch did not take yet. The next batch
+// of the cycle (same connection, folder still open) continues from them and searches
+// only above what was searched, so that reading a folder in batches searches it once,
+// not once per batch (SINCE makes the server look at the date of every message in the
+// range: Dovecot, ~18 ms at 20,000 messages).
+type pendingUIDs struct {
+	folder   string
+	validity uint32
+	since    time.Time
+	last     uint32     // the cursor position they follow
+	covered  uint32     // every UID up to this one was searched
+	uids     []imap.UID // found, above last, ascending
+}
+
+// search returns the UIDs above fs.Last received since the request's Since, ascending.
+func (f *fetcher) search(name string, fs *folderState, sel *imap.SelectData) ([]imap.UID, error) {
+	p := f.c.pending
+	fresh := p == nil || p.folder != name || p.validity != fs.Validity || !p.since.Equal(f.req.Since) || p.last != fs.Last
+	if fresh {
+		p = &pendingUIDs{folder: name, validity: fs.Validity, since: f.req.Since, last: fs.Last, covered: fs.Last}
+		f.c.pending = p
+	}
+	top := uint32(sel.UIDNext) - 1 // the highest UID the server has given so far
+	if !fresh && sel.UIDNext != 0 && p.covered >= top {
+		return p.uids, nil
+	}
+	criteria := &imap.SearchCriteria{UID: []imap.UIDSet{{{Start: imap.UID(p.covered + 1), Stop: 0}}}}
+	if !f.req.Since.IsZero() {
+		criteria.Since = searchSince(f.req.Since)
+	}
+	var opts *imap.SearchOptions
+	if f.cl.Caps().Has(imap.CapESearch) {
+		opts = &imap.SearchOptions{ReturnAll: true} // "1:20000" rather than 20,000 numbers
+	}
+	data, err := f.cl.UIDSearch(criteria, opts).Wait()
+	if err != nil {
+		return nil, err
+	}
+	var found []imap.UID
+	for _, uid := range data.AllUIDs() {
+		// "n:*" also matches the highest UID when it is below n.
+		if uint32(uid) > p.covered {
+			found = append(found, uid)
+		}
+	}
+	slices.Sort(found)
+	p.uids = append(p.uids, found...)
+	if sel.UIDNext != 0 {
+		p.covered = max(p.covered, top)
+	}
+	if len(found) > 0 {
+		p.covered = max(p.covered, uint32(found[len(found)-1]))
+	}
+	return p.uids, nil
 }
 
 // searchSince returns the SEARCH SINCE date for since. SINCE compares dates only, in
@@ -354,7 +415,7 @@ func (f *fetcher) messages(folder string, validity uint32, uids []imap.UID) erro
 		}
 	}
 	if len(want) > 0 {
-		if err := f.fetchFull(want, parse); err != nil {
+		if err := f.fetchBodies(folder, want, emails, parsed); err != nil {
 			return err
 		}
 	}
@@ -373,6 +434,59 @@ func (f *fetcher) messages(folder string, validity uint32, uids []imap.UID) erro
 		}
 	}
 	return nil
+}
+
+// fetchBodies fetches the bodies of uids and parses them into their emails on other
+// goroutines while the next bodies arrive, so that the connection and the parsing
+// overlap instead of taking turns. An email that cannot be parsed is reported in the
+// batch's Failed and removed from emails.
+func (f *fetcher) fetchBodies(folder string, uids []imap.UID, emails map[imap.UID]*crmsync.Email, parsed map[imap.UID]bool) error {
+	type job struct {
+		uid imap.UID
+		raw []byte
+		e   *crmsync.Email
+	}
+	type result struct {
+		uid imap.UID
+		err error
+	}
+	jobs := make(chan job, 8)
+	results := make(chan result, len(uids))
+	opts := mailparse.Options{AttachmentLimit: f.req.AttachmentLimit}
+	var wg sync.WaitGroup
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			for j := range jobs {
+				results <- result{j.uid, mailparse.ParseBody(j.e, j.raw, opts)}
+			}
+		})
+	}
+	err := f.fetchFull(uids, func(uid imap.UID, raw []byte) {
+		if e := emails[uid]; e != nil && !parsed[uid] {
+			parsed[uid] = true
+			jobs <- job{uid, raw, e}
+		}
+	})
+	close(jobs)
+	wg.Wait()
+	close(results)
+	var bad []result
+	for r := range results {
+		if r.err != nil {
+			bad = append(bad, r)
+		}
+	}
+	slices.SortFunc(bad, func(a, b result) int { return int(a.uid) - int(b.uid) })
+	for _, r := range bad {
+		e := emails[r.uid]
+		f.batch.Failed = append(f.batch.Failed, provider.FailedItem{
+			Ref:       provider.ItemRef{Folder: folder, ID: e.ProviderID},
+			MessageID: e.MessageID,
+			Err:       provider.Permanent("imap parse", fmt.Errorf("%s: %w", e.ProviderID, r.err)),
+		})
+		emails[r.uid] = nil
+	}
+	return err
 }
 
 // headerOnly builds the header-only email of one message from its header (or whole
@@ -429,7 +543,12 @@ func (f *fetcher) fetchFull(uids []imap.UID, got func(uid imap.UID, raw []byte))
 				uid = it.UID
 			case imapclient.FetchItemDataBodySection:
 				if it.Literal != nil {
-					raw, readErr = io.ReadAll(it.Literal)
+					// One allocation of the announced size, not io.ReadAll's doublings
+					// (18% of the client CPU of the 20,000-message benchmark).
+					raw = make([]byte, it.Literal.Size())
+					if _, readErr = io.ReadFull(it.Literal, raw); readErr != nil {
+						raw = nil
+					}
 				}
 			}
 			if readErr != nil {
