@@ -44,11 +44,13 @@ func (c *Conn) loginError(err error) error {
 	}
 	err = fmt.Errorf("%s: %w", c.whoOr("login"), err)
 	switch {
+	case ierr.Code == imap.ResponseCodeLimit, tooMany(ierr.Text):
+		// Before UNAVAILABLE: "[UNAVAILABLE] Maximum number of connections from
+		// user+IP exceeded" is a limit, not an outage.
+		return provider.Throttled("imap login", 0, err)
 	case ierr.Code == imap.ResponseCodeUnavailable, ierr.Code == imap.ResponseCodeServerBug,
 		ierr.Code == imap.ResponseCodeInUse:
 		return provider.Transient("imap login", err)
-	case ierr.Code == imap.ResponseCodeLimit, tooMany(ierr.Text):
-		return provider.Throttled("imap login", 0, err)
 	case ierr.Code == imap.ResponseCodePrivacyRequired:
 		return provider.Permanent("imap login", err)
 	case ierr.Type == imap.StatusResponseTypeBad:
@@ -87,7 +89,8 @@ func (c *Conn) imapError(op string, err error) error {
 func tooMany(text string) bool {
 	t := strings.ToLower(text)
 	return strings.Contains(t, "too many") || strings.Contains(t, "rate limit") ||
-		strings.Contains(t, "ratelimit") || strings.Contains(t, "try again later")
+		strings.Contains(t, "ratelimit") || strings.Contains(t, "try again later") ||
+		strings.Contains(t, "maximum number of connections")
 }
 
 // notFound returns a not-found error wrapping crmsync.ErrNotFound.

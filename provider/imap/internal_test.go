@@ -53,8 +53,11 @@ func TestIMAPErrorKinds(t *testing.T) {
 		{no(imap.ResponseCodeAuthenticationFailed, ""), crmsync.KindAuth},
 		{no("", "Login failed"), crmsync.KindAuth},
 		{no(imap.ResponseCodeUnavailable, ""), crmsync.KindTransient},
+		{no(imap.ResponseCodeUnavailable, "Maximum number of connections from user+IP exceeded"), crmsync.KindThrottled},
 		{no("", "Maximum number of connections: too many"), crmsync.KindThrottled},
 		{no(imap.ResponseCodePrivacyRequired, ""), crmsync.KindPermanent},
+		{no(imap.ResponseCodeUnavailable, "Maximum number of connections from user+IP exceeded"), crmsync.KindThrottled},
+		{no(imap.ResponseCodeUnavailable, "server going down"), crmsync.KindTransient},
 	}
 	for _, tc := range login {
 		assert.Equal(t, tc.want, crmsync.KindOf(c.loginError(tc.err)), "%v", tc.err)
