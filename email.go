@@ -95,6 +95,44 @@ type Attachment struct {
 	SkipReason  string // why, e.g. "larger than 5 MiB"
 }
 
+// PartyRole is the part a party plays in an email.
+type PartyRole uint8
+
+// Party roles.
+const (
+	PartyFrom PartyRole = iota + 1
+	PartyTo
+	PartyCc
+	PartyBcc
+)
+
+// String returns "from", "to", "cc" or "bcc".
+func (r PartyRole) String() string {
+	switch r {
+	case PartyFrom:
+		return "from"
+	case PartyTo:
+		return "to"
+	case PartyCc:
+		return "cc"
+	case PartyBcc:
+		return "bcc"
+	}
+	return fmt.Sprintf("party-role(%d)", uint8(r))
+}
+
+// Party is the sender or a recipient of an email and the CRM record its address was
+// matched to. RecordKind and RecordID are empty when the address stayed unresolved (no
+// record has it, or too many do); the address is kept either way.
+type Party struct {
+	Role    PartyRole
+	Address Address
+	// RecordKind is the kind of record: "user", "queue", "contact", "account",
+	// "lead" or "other" (another email-enabled record).
+	RecordKind string
+	RecordID   string
+}
+
 // Email is a CRM email activity: one tracked incoming message or one outgoing CRM email.
 type Email struct {
 	ID        string
@@ -135,6 +173,11 @@ type Email struct {
 
 	RegardingID string
 	Correlation Correlation
+	// Parties are the sender and recipients matched to CRM records in the documented
+	// priority: user, queue, contact, account, lead, other email-enabled records;
+	// unresolved ones keep only the address. The sender comes first, then To, Cc and
+	// Bcc in the email's order. filter's Resolution.Apply sets them on tracked email.
+	Parties []Party
 
 	// Correlation keys, kept so a Store can find this email when a later message
 	// answers it (see filter's TokenIndex, ConversationIndex and SubjectIndex):
@@ -165,6 +208,7 @@ func (e *Email) Clone() *Email {
 	c.Bcc = append([]Address(nil), e.Bcc...)
 	c.ReplyTo = append([]Address(nil), e.ReplyTo...)
 	c.Notes = append([]string(nil), e.Notes...)
+	c.Parties = append([]Party(nil), e.Parties...)
 	if e.Attachments != nil {
 		c.Attachments = make([]Attachment, len(e.Attachments))
 		for i, a := range e.Attachments {
@@ -203,6 +247,10 @@ func (e *Email) Sanitize() {
 		for i := range list {
 			list[i] = cleanAddress(list[i])
 		}
+	}
+	for i := range e.Parties {
+		p := &e.Parties[i]
+		p.Address, p.RecordKind, p.RecordID = cleanAddress(p.Address), cleanText(p.RecordKind), cleanText(p.RecordID)
 	}
 	for i := range e.Attachments {
 		a := &e.Attachments[i]

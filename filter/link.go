@@ -7,10 +7,10 @@ import (
 )
 
 // Link resolves each email the mailbox is about to track (Resolve) and applies the result
-// (Resolution.Apply): its regarding record and how it was correlated. It also fills in
-// the email's correlation keys (TrackingToken, ConversationID, SubjectHash), so that a
-// Store can find it when a later message answers it. It makes a Screener the engine's
-// Linker as well as its Screener.
+// (Resolution.Apply): its regarding record, how it was correlated and its resolved
+// parties. It also fills in the email's correlation keys (TrackingToken, ConversationID,
+// SubjectHash), so that a Store can find it when a later message answers it. It makes a
+// Screener the engine's Linker as well as its Screener.
 func (s *Screener) Link(ctx context.Context, mb *crmsync.Mailbox, emails []*crmsync.Email) error {
 	for _, e := range emails {
 		r, err := s.Resolve(ctx, mb, e)

@@ -73,10 +73,48 @@ type Resolution struct {
 	Activities []Activity
 }
 
-// Apply sets e's RegardingID and Correlation from r.
+// Apply sets e's RegardingID, Correlation and Parties from r. Each party keeps its
+// address; a resolved one also gets its record, with the kind's name ("user", "queue",
+// "contact", "account", "lead" or "other") as its RecordKind.
 func (r Resolution) Apply(e *crmsync.Email) {
 	e.RegardingID = r.Regarding
 	e.Correlation = r.Correlation
+	e.Parties = nil
+	if len(r.Parties) > 0 {
+		e.Parties = make([]crmsync.Party, len(r.Parties))
+	}
+	for i, p := range r.Parties {
+		ep := crmsync.Party{Role: p.Role.partyRole(), Address: p.Address}
+		if p.Party != nil {
+			ep.RecordKind, ep.RecordID = recordKind(p.Party.Kind), p.Party.ID
+		}
+		e.Parties[i] = ep
+	}
+}
+
+// partyRole returns the crmsync.PartyRole of r.
+func (r Role) partyRole() crmsync.PartyRole {
+	switch r {
+	case RoleFrom:
+		return crmsync.PartyFrom
+	case RoleTo:
+		return crmsync.PartyTo
+	case RoleCc:
+		return crmsync.PartyCc
+	case RoleBcc:
+		return crmsync.PartyBcc
+	}
+	return 0
+}
+
+// recordKind is the RecordKind of a party of kind k. A Directory may return a kind
+// this package does not know; it resolves last, as another email-enabled record, and
+// is stored as one, so that no stored kind is a name only this version prints.
+func recordKind(k PartyKind) string {
+	if k < PartyUser || k > PartyOther {
+		return PartyOther.String()
+	}
+	return k.String()
 }
 
 // Resolve links email e, which mailbox mb received and tracks, to CRM records:

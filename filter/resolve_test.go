@@ -116,6 +116,32 @@ func TestResolveRegarding(t *testing.T) {
 	}
 }
 
+func TestResolutionApplyParties(t *testing.T) {
+	w := newWorld(t)
+	w.dir.Add("odd@x.example", Party{Kind: 0, ID: "z-0"})
+	s := w.screener(t, nil)
+	e := &crmsync.Email{
+		MessageID: "m1",
+		From:      crmsync.Address{Name: "Carl", Email: "carl@customer.example"},
+		To:        []crmsync.Address{addr("ann@crm.example")},
+		Cc:        []crmsync.Address{{Name: "Nobody", Email: "nobody@x.example"}, addr("odd@x.example")},
+		// Parties left by an earlier resolution are replaced.
+		Parties: []crmsync.Party{{Role: crmsync.PartyBcc, Address: addr("stale@x.example")}},
+	}
+	r, err := s.Resolve(context.Background(), w.ann, e)
+	require.NoError(t, err)
+	r.Apply(e)
+	assert.Equal(t, []crmsync.Party{
+		{Role: crmsync.PartyFrom, Address: crmsync.Address{Name: "Carl", Email: "carl@customer.example"}, RecordKind: "contact", RecordID: "c-carl"},
+		{Role: crmsync.PartyTo, Address: addr("ann@crm.example"), RecordKind: "user", RecordID: "u-ann"},
+		{Role: crmsync.PartyCc, Address: crmsync.Address{Name: "Nobody", Email: "nobody@x.example"}},
+		{Role: crmsync.PartyCc, Address: addr("odd@x.example"), RecordKind: "other", RecordID: "z-0"},
+	}, e.Parties)
+
+	Resolution{}.Apply(e)
+	assert.Nil(t, e.Parties, "an email without addresses has no parties")
+}
+
 func TestResolveActivitiesBetweenUsers(t *testing.T) {
 	w := newWorld(t)
 	fromBob := &crmsync.Email{MessageID: "lunch", From: addr("bob@crm.example"), To: []crmsync.Address{addr("ann@crm.example")}}

@@ -18,7 +18,7 @@ import (
 // is stored as such (year 1) where the column is NOT NULL, or as NULL in the schedule's
 // columns, where NULL means "none". Scanned times are in UTC.
 //
-// Lists (addresses, references, notes, tracked folders, recipients) and ACT items are
+// Lists (addresses, references, notes, parties, tracked folders, recipients) and ACT items are
 // JSON: NULL for an empty list, which comes back as nil.
 
 // dbTime scans a time column of either dialect; NULL leaves Valid false.
@@ -118,6 +118,39 @@ func scanAddresses(b []byte) ([]crmsync.Address, error) {
 	out := make([]crmsync.Address, len(as))
 	for i, a := range as {
 		out[i] = crmsync.Address(a)
+	}
+	return out, nil
+}
+
+// party is the stored form of a crmsync.Party: the role's code, the address, and the
+// record, whose kind and ID are missing when the address stayed unresolved.
+type party struct {
+	Role  crmsync.PartyRole `json:"role"`
+	Name  string            `json:"name,omitempty"`
+	Email string            `json:"email"`
+	Kind  string            `json:"kind,omitempty"`
+	ID    string            `json:"id,omitempty"`
+}
+
+func partiesArg(ps []crmsync.Party) (any, error) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	out := make([]party, len(ps))
+	for i, p := range ps {
+		out[i] = party{Role: p.Role, Name: p.Address.Name, Email: p.Address.Email, Kind: p.RecordKind, ID: p.RecordID}
+	}
+	return jsonList(out)
+}
+
+func scanParties(b []byte) ([]crmsync.Party, error) {
+	ps, err := unjsonList[party](b)
+	if ps == nil || err != nil {
+		return nil, err
+	}
+	out := make([]crmsync.Party, len(ps))
+	for i, p := range ps {
+		out[i] = crmsync.Party{Role: p.Role, Address: crmsync.Address{Name: p.Name, Email: p.Email}, RecordKind: p.Kind, RecordID: p.ID}
 	}
 	return out, nil
 }

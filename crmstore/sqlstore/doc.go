@@ -36,8 +36,9 @@
 // conversation ID, subject hash; migration 0002) have partial indexes where not empty,
 // the subject hash's on (subject_hash, created_at), so that EmailsByTrackingToken,
 // EmailsByConversationID and EmailsBySubjectHash (filter's optional lookups) each read
-// one index. Lists are JSON columns; attachments are rows of email_attachments with
-// their content as a blob.
+// one index. Lists are JSON columns, the parties an email was resolved to (migration
+// 0003) among them; attachments are rows of email_attachments with their content as a
+// blob.
 //
 // # Leases
 //

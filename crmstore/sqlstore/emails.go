@@ -22,9 +22,9 @@ import (
 const emailCols = `id, mailbox_id, direction, status, message_id, in_reply_to, refs, thread_index, provider_id, folder,
 	from_name, from_email, to_addrs, cc_addrs, bcc_addrs, reply_to, subject, text_body, html_body, size,
 	sent_at, received_at, regarding_id, correlation, delivery_attempts, failure_reason, notes, attachments,
-	created_at, modified_at, tracking_token, conversation_id, subject_hash`
+	created_at, modified_at, tracking_token, conversation_id, subject_hash, parties`
 
-const emailNCols = 33
+const emailNCols = 34
 
 // emailSet assigns every column of emailCols but the ID.
 var emailSet = func() string {
@@ -49,6 +49,10 @@ func (s *Store) emailArgs(e *crmsync.Email) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	parties, err := partiesArg(e.Parties)
+	if err != nil {
+		return nil, err
+	}
 	addrs := make([]any, 4)
 	for i, as := range [][]crmsync.Address{e.To, e.Cc, e.Bcc, e.ReplyTo} {
 		if addrs[i], err = addressesArg(as); err != nil {
@@ -59,7 +63,7 @@ func (s *Store) emailArgs(e *crmsync.Email) ([]any, error) {
 		e.ProviderID, e.Folder, e.From.Name, e.From.Email, addrs[0], addrs[1], addrs[2], addrs[3], e.Subject,
 		e.TextBody, e.HTMLBody, e.Size, s.ts(e.SentAt), s.ts(e.ReceivedAt), e.RegardingID, int(e.Correlation),
 		e.DeliveryAttempts, e.FailureReason, notes, len(e.Attachments), s.ts(e.CreatedAt), s.ts(e.ModifiedAt),
-		e.TrackingToken, e.ConversationID, e.SubjectHash}, nil
+		e.TrackingToken, e.ConversationID, e.SubjectHash, parties}, nil
 }
 
 // scanEmail reads a row of emailCols; the attachments come later (loadAttachments).
@@ -67,6 +71,7 @@ func scanEmail(rows *sql.Rows) (*crmsync.Email, int, error) {
 	var (
 		e                                 crmsync.Email
 		refs, to, cc, bcc, replyTo, notes []byte
+		parties                           []byte
 		sent, received, created, modified dbTime
 		attachments                       int
 	)
@@ -74,7 +79,7 @@ func scanEmail(rows *sql.Rows) (*crmsync.Email, int, error) {
 		&e.ProviderID, &e.Folder, &e.From.Name, &e.From.Email, &to, &cc, &bcc, &replyTo, &e.Subject,
 		&e.TextBody, &e.HTMLBody, &e.Size, &sent, &received, &e.RegardingID, &e.Correlation,
 		&e.DeliveryAttempts, &e.FailureReason, &notes, &attachments, &created, &modified,
-		&e.TrackingToken, &e.ConversationID, &e.SubjectHash); err != nil {
+		&e.TrackingToken, &e.ConversationID, &e.SubjectHash, &parties); err != nil {
 		return nil, 0, err
 	}
 	e.SentAt, e.ReceivedAt, e.CreatedAt, e.ModifiedAt = sent.time(), received.time(), created.time(), modified.time()
@@ -84,6 +89,9 @@ func scanEmail(rows *sql.Rows) (*crmsync.Email, int, error) {
 	}
 	if e.Notes, err = unjsonList[string](notes); err != nil {
 		return nil, 0, fmt.Errorf("email %s: notes: %w", e.ID, err)
+	}
+	if e.Parties, err = scanParties(parties); err != nil {
+		return nil, 0, fmt.Errorf("email %s: parties: %w", e.ID, err)
 	}
 	for _, f := range []struct {
 		dst *[]crmsync.Address

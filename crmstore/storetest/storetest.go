@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) crmstore.Store) {
 		{"Outgoing", outgoingTests},
 		{"Emails", emailTests},
 		{"CorrelationKeys", correlationTests},
+		{"Parties", partyTests},
 		{"Items", itemTests},
 		{"Alerts", alertTests},
 		{"ProfileHealth", healthTests},
