@@ -51,6 +51,9 @@ func TestRepliesOnlyWithFilter(t *testing.T) {
 		assert.Equal(t, "reply-1@customer.test", got[0].MessageID)
 		assert.Equal(t, "opportunity-42", got[0].RegardingID, "the reply is linked to the CRM email's regarding record")
 		assert.Equal(t, crmsync.CorrelationInReplyTo, got[0].Correlation)
+		require.NotEmpty(t, got[0].Parties, "the parties are kept, resolved or not")
+		assert.Equal(t, crmsync.PartyFrom, got[0].Parties[0].Role)
+		assert.Equal(t, "buyer@customer.test", got[0].Parties[0].Address.Email)
 	})
 }
 
