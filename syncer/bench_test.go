@@ -62,22 +62,7 @@ func registerFleet(tb testing.TB, ctx context.Context, eng *syncer.Engine, fake 
 		}
 	}
 	for i := range n {
-		addr := "user" + strconv.Itoa(i) + "@example.test"
-		fake.AddMailbox(addr)
-		m := &crmsync.Mailbox{
-			ID: "mb" + strconv.Itoa(i), Address: addr, ProfileID: "p" + strconv.Itoa(i/100),
-			Owner: crmsync.Owner{Kind: crmsync.OwnerUser, ID: "u" + strconv.Itoa(i)}, Approval: crmsync.ApprovalApproved,
-			Incoming: crmsync.WorkloadState{Method: crmsync.DeliveryServerSideSync},
-			Outgoing: crmsync.WorkloadState{Method: crmsync.DeliveryServerSideSync},
-			ACT:      crmsync.WorkloadState{Method: crmsync.DeliveryServerSideSync},
-		}
-		if _, err := eng.MapMailbox(ctx, m, syncer.MapOptions{}); err != nil {
-			tb.Fatal(err)
-		}
-		r, err := eng.TestAndEnable(ctx, m.ID)
-		if err != nil || r.Err() != nil {
-			tb.Fatal(err, r.Err())
-		}
+		registerOne(tb, ctx, eng, fake, i)
 	}
 }
 
@@ -239,7 +224,7 @@ func TestLatenessSimulation(t *testing.T) {
 	})
 }
 
-func registerOne(t *testing.T, ctx context.Context, eng *syncer.Engine, fake *providertest.Server, i int) {
+func registerOne(t testing.TB, ctx context.Context, eng *syncer.Engine, fake *providertest.Server, i int) {
 	addr := "user" + strconv.Itoa(i) + "@example.test"
 	fake.AddMailbox(addr)
 	m := &crmsync.Mailbox{

@@ -145,8 +145,8 @@ func (p *bodyParser) attachment(h message.Header, body io.Reader, t, name string
 		rest, _ := io.Copy(io.Discard, body)
 		a.Size += rest
 		a.Skipped = true
-		a.SkipReason = "larger than " + byteSize(p.limit)
-		p.note("attachment %q (%s) was skipped: larger than the %s limit", a.Name, byteSize(a.Size), byteSize(p.limit))
+		a.SkipReason = "larger than " + ByteSize(p.limit)
+		p.note("attachment %q (%s) was skipped: larger than the %s limit", a.Name, ByteSize(a.Size), ByteSize(p.limit))
 	default:
 		a.Content = data
 	}
@@ -172,8 +172,9 @@ func defaultName(t string, n int) string {
 	return fmt.Sprintf("attachment-%d%s", n, ext)
 }
 
-// byteSize formats n bytes for people: "512 B", "5 MiB", "1.5 KiB".
-func byteSize(n int64) string {
+// ByteSize formats n bytes for people: "512 B", "5 MiB", "1.5 KiB". Providers use it in
+// the notes and errors they write about sizes.
+func ByteSize(n int64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

@@ -230,7 +230,7 @@ func (c *Conn) body(ctx context.Context, s *session, cd candidate, attachmentLim
 	if raw == nil {
 		if m.size > c.d.cfg.MaxMessageSize {
 			failed(crmsync.Errorf(crmsync.KindPermanent, "pop3 retr", "%s: message %s of %s is larger than the %s the provider downloads",
-				c.who, m.uid, byteSize(m.size), byteSize(c.d.cfg.MaxMessageSize)))
+				c.who, m.uid, mailparse.ByteSize(m.size), mailparse.ByteSize(c.d.cfg.MaxMessageSize)))
 			return nil
 		}
 		var err error
@@ -272,21 +272,3 @@ func headerEmail(raw []byte, firstSeen time.Time) (*crmsync.Email, error) {
 	return e, nil
 }
 
-// byteSize formats n bytes for people: "512 B", "5 MiB", "1.5 KiB".
-func byteSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 3; m /= unit {
-		div *= unit
-		exp++
-	}
-	v := float64(n) / float64(div)
-	suffix := []string{"KiB", "MiB", "GiB", "TiB"}[exp]
-	if v == float64(int64(v)) {
-		return fmt.Sprintf("%d %s", int64(v), suffix)
-	}
-	return fmt.Sprintf("%.1f %s", v, suffix)
-}
