@@ -271,4 +271,3 @@ func headerEmail(raw []byte, firstSeen time.Time) (*crmsync.Email, error) {
 	}
 	return e, nil
 }
-
