@@ -117,12 +117,17 @@ func validFieldName(b []byte) bool {
 // cannot read is left empty, and what it reads leniently is noted.
 func headerEmail(h message.Header) *crmsync.Email {
 	e := &crmsync.Email{Direction: crmsync.DirectionIncoming}
-	e.MessageID = NormalizeMessageID(h.Get("Message-Id"))
+	// Identifiers are copied, not decoded: raw 8-bit bytes in them are replaced, so
+	// every field of an email is valid UTF-8 (stores such as PostgreSQL require it).
+	e.MessageID = validUTF8(NormalizeMessageID(h.Get("Message-Id")))
 	if l := SplitMessageIDs(h.Get("In-Reply-To")); len(l) > 0 {
-		e.InReplyTo = l[0]
+		e.InReplyTo = validUTF8(l[0])
 	}
 	e.References = SplitMessageIDs(h.Get("References"))
-	e.ThreadIndex = strings.TrimSpace(h.Get("Thread-Index"))
+	for i, r := range e.References {
+		e.References[i] = validUTF8(r)
+	}
+	e.ThreadIndex = validUTF8(strings.TrimSpace(h.Get("Thread-Index")))
 	addresses := func(key string) []crmsync.Address {
 		l, notes := ParseAddressList(h.Get(key))
 		for _, n := range notes {
