@@ -3,7 +3,8 @@
 //
 // Email arrives in a mailbox and becomes a CRM email activity (the incoming workload); CRM
 // email that the host puts in Pending Send goes out through the mailbox (the outgoing
-// workload); appointments, contacts and tasks sync both ways (the ACT workload). Each
+// workload); appointments, contacts and tasks sync (the ACT workload: today from the
+// mailbox to the CRM; the CRM-to-mailbox direction is not built yet). Each
 // mailbox runs each workload on its own schedule.
 //
 // # The pieces

@@ -223,9 +223,10 @@ func (k OpKind) String() string {
 	return fmt.Sprintf("op(%d)", uint8(k))
 }
 
-// ErrNotSubmitted is wrapped by a Send error when the provider knows the message did not
-// reach the server (refused before any recipient was accepted, or held back by a sending
-// limit): the engine returns the email to Pending Send instead of treating the outcome as
+// ErrNotSubmitted is wrapped by a Send error when the provider knows the message was not
+// accepted for delivery: any failure before the server invited the message data (SMTP's
+// 354), a refusal of the data the server answered in full, or a sending limit that held
+// it back. The engine returns the email to Pending Send instead of treating the outcome as
 // unknown.
 var ErrNotSubmitted = errors.New("provider: message not submitted")
 
