@@ -12,6 +12,7 @@ import (
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/crmstore"
+	"github.com/crmsync/crmsync/filter"
 	"github.com/crmsync/crmsync/provider"
 	"github.com/crmsync/crmsync/schedule"
 )
@@ -78,7 +79,7 @@ type Config struct {
 	ProfileAlertWindow time.Duration
 	ProfileAlertShare  float64
 	// NewMessageID returns a Message-ID (without angle brackets) for an outgoing email
-	// that has none. Default: 32 random hex digits at the sender's domain.
+	// that has none. Default: NewMessageID (filter.NewMessageID at the sender's domain).
 	NewMessageID func(e *crmsync.Email) string
 }
 
@@ -181,14 +182,14 @@ func (c Config) validate() error {
 	return nil
 }
 
-// NewMessageID returns a new Message-ID for e, without angle brackets: 32 random hex
-// digits at the domain of e's sender (or "crmsync.invalid" when it has none).
+// NewMessageID returns a new Message-ID for e, without angle brackets: filter.NewMessageID
+// at the domain of e's sender (or "crmsync.invalid" when it has none or a malformed one).
 func NewMessageID(e *crmsync.Email) string {
-	domain := "crmsync.invalid"
-	if i := strings.LastIndexByte(e.From.Email, '@'); i >= 0 && i < len(e.From.Email)-1 {
+	var domain string
+	if i := strings.LastIndexByte(e.From.Email, '@'); i >= 0 {
 		domain = e.From.Email[i+1:]
 	}
-	return randomHex(16) + "@" + domain
+	return filter.NewMessageID(domain)
 }
 
 func randomHex(n int) string {
