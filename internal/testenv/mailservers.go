@@ -25,14 +25,12 @@
 package testenv
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -206,7 +204,7 @@ func runMain(m *testing.M) int {
 
 // start runs `mailservers.sh start` in a new directory and returns the servers and the directory.
 func start() (*Env, string, error) {
-	script, err := findScript()
+	script, err := findScript("mailservers.sh")
 	if err != nil {
 		return nil, "", err
 	}
@@ -267,54 +265,11 @@ func runScript(ctx context.Context, env []string, script string, args ...string)
 	return append(stderr.Bytes(), stdout.Bytes()...), err
 }
 
-// findScript locates scripts/mailservers.sh at the module root: the first directory at or above the working
-// directory (a test's package directory) that holds go.mod.
-func findScript() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			script := filepath.Join(dir, "scripts", "mailservers.sh")
-			if _, err := os.Stat(script); err != nil {
-				return "", fmt.Errorf("module root %s has no scripts/mailservers.sh: %w", dir, err)
-			}
-			return script, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("scripts/mailservers.sh not found: no go.mod at or above the working directory")
-		}
-		dir = parent
-	}
-}
-
 // loadEnv reads an env file written by `mailservers.sh start`.
 func loadEnv(path string) (*Env, error) {
-	f, err := os.Open(path)
+	vars, err := readEnvFile(path)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	vars := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return nil, fmt.Errorf("%s: not KEY=VALUE: %q", path, line)
-		}
-		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-			v = v[1 : len(v)-1]
-		}
-		vars[strings.TrimPrefix(strings.TrimSpace(k), "export ")] = v
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	var missing []string
 	get := func(k string) string {
@@ -359,7 +314,7 @@ func loadEnv(path string) (*Env, error) {
 	if !e.CAPool.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("%s: no certificate in %s", path, e.CAFile)
 	}
-	if s, err := findScript(); err == nil {
+	if s, err := findScript("mailservers.sh"); err == nil {
 		e.script = s
 	} else if s := vars["CRMSYNC_MAIL_SCRIPT"]; s != "" {
 		e.script = s

@@ -506,7 +506,7 @@ func OAuthMailServers(t testing.TB, cfg OAuthConfig) *OAuthMail {
 		t.Fatalf("testenv: %v", err)
 	}
 	t.Cleanup(relay.close)
-	script, err := findScriptNamed("mailservers-oauth.sh")
+	script, err := findScript("mailservers-oauth.sh")
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -583,35 +583,6 @@ func (m *OAuthMail) Deliver(ctx context.Context, to string, raw []byte) error {
 
 // Relayed returns the number of messages the submission service relayed (and the sink delivered).
 func (m *OAuthMail) Relayed() int { return m.relay.count() }
-
-// findScriptNamed locates scripts/NAME at the module root.
-func findScriptNamed(name string) (string, error) {
-	s, err := findScript()
-	if err != nil {
-		return "", err
-	}
-	p := filepath.Join(filepath.Dir(s), name)
-	if _, err := os.Stat(p); err != nil {
-		return "", err
-	}
-	return p, nil
-}
-
-// readEnvFile reads KEY=VALUE lines.
-func readEnvFile(path string) (map[string]string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	vars := map[string]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
-			vars[k] = v
-		}
-	}
-	return vars, nil
-}
 
 // relaySink is the SMTP server Dovecot's submission service relays to: it takes any message and delivers it
 // over LMTP into the OAuth Dovecot.

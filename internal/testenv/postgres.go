@@ -17,11 +17,9 @@ package testenv
 // only. Starting a cluster as root runs it as the OS user postgres (initdb refuses root).
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -224,7 +222,7 @@ func (c *PGCluster) psqlOn(ctx context.Context, dsn, command string) ([]byte, er
 
 // startPG runs `postgres.sh start` in a new directory.
 func startPG() (*PGCluster, error) {
-	script, err := findPGScript()
+	script, err := findScript("postgres.sh")
 	if err != nil {
 		return nil, err
 	}
@@ -273,54 +271,11 @@ func stopPG(script, dir string) error {
 	return nil
 }
 
-// findPGScript locates scripts/postgres.sh at the module root: the first directory at or above the working
-// directory (a test's package directory) that holds go.mod.
-func findPGScript() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			script := filepath.Join(dir, "scripts", "postgres.sh")
-			if _, err := os.Stat(script); err != nil {
-				return "", fmt.Errorf("module root %s has no scripts/postgres.sh: %w", dir, err)
-			}
-			return script, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("scripts/postgres.sh not found: no go.mod at or above the working directory")
-		}
-		dir = parent
-	}
-}
-
 // loadPGEnv reads an env file written by `postgres.sh start`.
 func loadPGEnv(path string) (*PGCluster, error) {
-	f, err := os.Open(path)
+	vars, err := readEnvFile(path)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	vars := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return nil, fmt.Errorf("%s: not KEY=VALUE: %q", path, line)
-		}
-		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-			v = v[1 : len(v)-1]
-		}
-		vars[strings.TrimPrefix(strings.TrimSpace(k), "export ")] = v
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	c := &PGCluster{
 		Dir:      vars["CRMSYNC_PG_DIR"],
@@ -338,7 +293,7 @@ func loadPGEnv(path string) (*PGCluster, error) {
 	if c.AdminDSN == "" {
 		c.AdminDSN = withDatabase(c.DSN, "postgres")
 	}
-	if s, err := findPGScript(); err == nil {
+	if s, err := findScript("postgres.sh"); err == nil {
 		c.script = s
 	}
 	return c, nil
