@@ -41,12 +41,12 @@ func (e *Engine) checkProfile(ctx context.Context, p *crmsync.ServerProfile, now
 	}
 	window := e.cfg.ProfileAlertWindow
 	e.mu.Lock()
-	last, ok := e.profAlert[p.ID]
+	last, ok := e.profCheck[p.ID]
 	if ok && now.Sub(last) < time.Minute {
 		e.mu.Unlock()
 		return
 	}
-	e.profAlert[p.ID] = now
+	e.profCheck[p.ID] = now
 	e.mu.Unlock()
 
 	since := now.Add(-window)

@@ -41,7 +41,7 @@ func (e *Engine) runCycle(c *crmstore.Claim) {
 	ctx, cancel := context.WithCancelCause(e.workCtx)
 	key := runKey{c.MailboxID, c.Workload}
 	e.mu.Lock()
-	e.running[key] = &cycle{claim: c, start: start, cancel: cancel, lease: c.Lease}
+	e.running[key] = &cycle{start: start, cancel: cancel, lease: c.Lease}
 	e.mu.Unlock()
 
 	r := e.execute(ctx, c)

@@ -45,7 +45,7 @@ type Engine struct {
 	stopping   bool
 	throttlers map[string]provider.Throttler
 	running    map[runKey]*cycle
-	profAlert  map[string]time.Time // profile → last alert this engine raised
+	profCheck  map[string]time.Time // profile → when this engine last checked its health
 
 	wake       [crmsync.NumWorkloads + 1]chan struct{}
 	claimCtx   context.Context // canceled to stop claiming
@@ -63,7 +63,6 @@ type runKey struct {
 
 // cycle is a running mailbox-workload, known to the watchdog.
 type cycle struct {
-	claim  *crmstore.Claim
 	start  time.Time
 	cancel context.CancelCauseFunc
 	lease  crmstore.Lease // renewed copy; guarded by Engine.mu
@@ -84,7 +83,7 @@ func New(cfg Config) (*Engine, error) {
 		policy:     cfg.Policy,
 		throttlers: make(map[string]provider.Throttler),
 		running:    make(map[runKey]*cycle),
-		profAlert:  make(map[string]time.Time),
+		profCheck:  make(map[string]time.Time),
 		stopped:    make(chan struct{}),
 	}
 	for w := range e.wake {
@@ -374,13 +373,4 @@ func (e *Engine) throttler(p *crmsync.ServerProfile) (provider.Throttler, error)
 	}
 	e.throttlers[p.ID] = t
 	return t, nil
-}
-
-// Throttler returns the Throttler the engine uses for the profile, if it made one yet.
-// Tests and metrics use it; it is the same value every connection to the profile shares.
-func (e *Engine) Throttler(profileID string) (provider.Throttler, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	t, ok := e.throttlers[profileID]
-	return t, ok
 }
