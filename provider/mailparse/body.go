@@ -1,11 +1,14 @@
 package mailparse
 
 import (
+	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
@@ -20,16 +23,57 @@ const maxMIMEDepth = 32
 type bodyParser struct {
 	e     *crmsync.Email
 	limit int64
+	buf   *bytes.Buffer // the encoded bytes of the leaf part being read, reused from part to part
 }
+
+// bufPool holds the parsers' part buffers, so that parsing a stream of messages
+// allocates only what the emails keep.
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBuffer bounds the buffers kept for reuse: one huge part does not pin its
+// buffer's memory for the life of the process.
+const maxPooledBuffer = 4 << 20
+
+func newBodyParser(e *crmsync.Email, limit int64) *bodyParser {
+	return &bodyParser{e: e, limit: limit, buf: bufPool.Get().(*bytes.Buffer)}
+}
+
+// release returns the parser's buffer to the pool; the parser is not used again.
+func (p *bodyParser) release() {
+	if p.buf.Cap() <= maxPooledBuffer {
+		p.buf.Reset()
+		bufPool.Put(p.buf)
+	}
+	p.buf = nil
+}
+
+// source is the raw (still transfer-encoded) body of an entity, and the error that cut
+// it short, if any.
+type source struct {
+	data []byte
+	err  error
+}
+
+// reader reads the body as a stream would: the bytes, then the error.
+func (s source) reader() io.Reader {
+	if s.err == nil {
+		return bytes.NewReader(s.data)
+	}
+	return io.MultiReader(bytes.NewReader(s.data), errReader{s.err})
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
 // note adds a note to the email; the errors it quotes may carry the message's raw bytes.
 func (p *bodyParser) note(format string, args ...any) {
 	p.e.Notes = append(p.e.Notes, validUTF8(fmt.Sprintf(format, args...)))
 }
 
-// entity reads one MIME entity from its header and raw (still transfer-encoded) body.
+// entity reads one MIME entity from its header and raw body.
 // It returns an error only for a multipart none of whose parts can be read.
-func (p *bodyParser) entity(h message.Header, body io.Reader, depth int) error {
+func (p *bodyParser) entity(h message.Header, body source, depth int) error {
 	t, params := contentType(h)
 	if !strings.HasPrefix(t, "multipart/") {
 		p.leaf(h, t, params, body)
@@ -43,7 +87,7 @@ func (p *bodyParser) entity(h message.Header, body io.Reader, depth int) error {
 		p.note("MIME parts nested deeper than %d levels were not read", maxMIMEDepth)
 		return nil
 	}
-	mr := textproto.NewMultipartReader(body, boundary)
+	mr := textproto.NewMultipartReader(body.reader(), boundary)
 	for n := 0; ; n++ {
 		part, err := mr.NextPart()
 		if err == io.EOF {
@@ -56,44 +100,131 @@ func (p *bodyParser) entity(h message.Header, body io.Reader, depth int) error {
 			p.note("the rest of the message could not be read: %v", err)
 			return nil
 		}
-		if err := p.entity(message.Header{Header: part.Header}, part, depth+1); err != nil {
+		ph := message.Header{Header: part.Header}
+		var src source
+		if pt, _ := contentType(ph); strings.HasPrefix(pt, "multipart/") {
+			// A nested multipart gets bytes of its own: the buffer is its leaves'.
+			src.data, src.err = io.ReadAll(part)
+		} else {
+			p.buf.Reset()
+			_, src.err = p.buf.ReadFrom(part)
+			src.data = p.buf.Bytes()
+		}
+		if err := p.entity(ph, src, depth+1); err != nil {
 			p.note("a part of the message could not be read: %v", err)
 		}
 	}
 }
 
 // leaf files one non-multipart part as a body or an attachment.
-func (p *bodyParser) leaf(h message.Header, t string, params map[string]string, raw io.Reader) {
+func (p *bodyParser) leaf(h message.Header, t string, params map[string]string, raw source) {
 	disp, dparams := disposition(h)
 	name := fileName(h, params, dparams)
+	isText := (t == "text/plain" || t == "text/html") && disp != "attachment" && name == ""
 
 	// Let go-message undo the transfer encoding and the charset, from repaired fields.
 	h = message.Header{Header: h.Header.Copy()}
-	if cte := transferEncoding(h.Get("Content-Transfer-Encoding")); cte != "" {
+	cte := transferEncoding(h.Get("Content-Transfer-Encoding"))
+	if cte != "" {
 		h.Set("Content-Transfer-Encoding", cte)
 	}
 	if h.Get("Content-Type") != "" {
 		setContentType(&h, t, params)
 	}
-	ent, err := message.New(h, raw)
-	if err != nil {
-		switch {
-		case message.IsUnknownCharset(err):
-			p.note("a part in charset %q, which is not supported, may read wrong", params["charset"])
-		case message.IsUnknownEncoding(err):
-			p.note("a part in transfer encoding %q, which is not supported, was kept encoded", h.Get("Content-Transfer-Encoding"))
-		default:
-			p.note("%v", err)
+
+	// The common case in one pass over the bytes in hand: no transfer encoding or
+	// well-formed base64, and text in UTF-8 (or no text at all). Everything else, and
+	// what this cannot decode, goes through go-message's readers, which say what is
+	// wrong with it.
+	if data, fresh, ok := decodeTransfer(cte, raw); ok {
+		plain := message.Header{Header: h.Header.Copy()}
+		plain.Del("Content-Transfer-Encoding")
+		r := bytes.NewReader(data)
+		ent, err := message.New(plain, r)
+		if err != nil {
+			p.entityNote(err, h, params)
 		}
+		if ent.Body == r { // no charset to convert: the bytes are the content
+			if isText {
+				p.addText(string(data), t, params)
+				return
+			}
+			if !fresh {
+				data = bytes.Clone(data)
+			}
+			p.addAttachment(h, t, name, data, 0, nil)
+			return
+		}
+		if isText {
+			p.text(ent.Body, t, params)
+		} else {
+			p.attachment(h, ent.Body, t, name)
+		}
+		return
+	}
+
+	ent, err := message.New(h, raw.reader())
+	if err != nil {
+		p.entityNote(err, h, params)
 		if ent == nil {
 			return
 		}
 	}
-	if (t == "text/plain" || t == "text/html") && disp != "attachment" && name == "" {
+	if isText {
 		p.text(ent.Body, t, params)
 		return
 	}
 	p.attachment(h, ent.Body, t, name)
+}
+
+// entityNote notes why go-message could not fully decode a part.
+func (p *bodyParser) entityNote(err error, h message.Header, params map[string]string) {
+	switch {
+	case message.IsUnknownCharset(err):
+		p.note("a part in charset %q, which is not supported, may read wrong", params["charset"])
+	case message.IsUnknownEncoding(err):
+		p.note("a part in transfer encoding %q, which is not supported, was kept encoded", h.Get("Content-Transfer-Encoding"))
+	default:
+		p.note("%v", err)
+	}
+}
+
+// decodeTransfer undoes the transfer encoding cte of a complete body when that is
+// simple: none, or base64 that decodes without error. fresh says the bytes are newly
+// allocated rather than raw's own. It reports false when the body needs a streaming
+// decoder (quoted-printable, an unknown encoding, broken base64, a body cut short).
+func decodeTransfer(cte string, raw source) (data []byte, fresh, ok bool) {
+	if raw.err != nil {
+		return nil, false, false
+	}
+	switch cte {
+	case "", "7bit", "8bit", "binary":
+		return raw.data, false, true
+	case "base64":
+		data, ok := decodeBase64(raw.data)
+		return data, true, ok
+	}
+	return nil, false, false
+}
+
+// decodeBase64 decodes a base64 body in one pass, ignoring line breaks, spaces and
+// tabs (as go-message's reader does); false if it is not valid base64.
+func decodeBase64(src []byte) ([]byte, bool) {
+	// Decode skips CR and LF itself; spaces and tabs (a continuation indent) are rare.
+	if bytes.IndexByte(src, ' ') >= 0 || bytes.IndexByte(src, '\t') >= 0 {
+		src = bytes.Map(func(r rune) rune {
+			if r == ' ' || r == '\t' {
+				return -1
+			}
+			return r
+		}, src)
+	}
+	dst := make([]byte, base64.StdEncoding.DecodedLen(len(src)))
+	n, err := base64.StdEncoding.Decode(dst, src)
+	if err != nil {
+		return nil, false
+	}
+	return dst[:n], true
 }
 
 // text appends a text/plain or text/html part to the email's body of that type.
@@ -102,7 +233,11 @@ func (p *bodyParser) text(body io.Reader, t string, params map[string]string) {
 	if err != nil {
 		p.note("part of a %s body could not be decoded: %v", t, err)
 	}
-	s := string(b)
+	p.addText(string(b), t, params)
+}
+
+// addText appends decoded text to the email's body of type t.
+func (p *bodyParser) addText(s, t string, params map[string]string) {
 	if _, declared := params["charset"]; !declared {
 		s = from8bit(s)
 	}
@@ -120,30 +255,36 @@ func (p *bodyParser) text(body io.Reader, t string, params map[string]string) {
 // attachment appends a part to the email's attachments: with its content, or Skipped
 // when it is over the limit or cannot be decoded.
 func (p *bodyParser) attachment(h message.Header, body io.Reader, t, name string) {
-	a := crmsync.Attachment{
-		Name:        name,
-		ContentType: t,
-		ContentID:   strings.Trim(strings.TrimSpace(h.Get("Content-Id")), "<>"),
-	}
-	if a.Name == "" {
-		a.Name = defaultName(t, len(p.e.Attachments)+1)
-	}
 	r := body
 	if p.limit > 0 {
 		r = io.LimitReader(body, p.limit+1)
 	}
 	data, err := io.ReadAll(r)
-	a.Size = int64(len(data))
+	var rest int64
+	if err != nil || (p.limit > 0 && int64(len(data)) > p.limit) {
+		rest, _ = io.Copy(io.Discard, body)
+	}
+	p.addAttachment(h, t, name, data, rest, err)
+}
+
+// addAttachment appends an attachment whose decoded content is data followed by rest
+// more bytes; err is the error that stopped its decoding.
+func (p *bodyParser) addAttachment(h message.Header, t, name string, data []byte, rest int64, err error) {
+	a := crmsync.Attachment{
+		Name:        name,
+		ContentType: t,
+		ContentID:   strings.Trim(strings.TrimSpace(h.Get("Content-Id")), "<>"),
+		Size:        int64(len(data)) + rest,
+	}
+	if a.Name == "" {
+		a.Name = defaultName(t, len(p.e.Attachments)+1)
+	}
 	switch {
 	case err != nil:
-		rest, _ := io.Copy(io.Discard, body)
-		a.Size += rest
 		a.Skipped = true
 		a.SkipReason = "could not be decoded: " + err.Error()
 		p.note("attachment %q was skipped: it could not be decoded (%v)", a.Name, err)
 	case p.limit > 0 && a.Size > p.limit:
-		rest, _ := io.Copy(io.Discard, body)
-		a.Size += rest
 		a.Skipped = true
 		a.SkipReason = "larger than " + ByteSize(p.limit)
 		p.note("attachment %q (%s) was skipped: larger than the %s limit", a.Name, ByteSize(a.Size), ByteSize(p.limit))

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
@@ -62,16 +64,21 @@ func readHeader(head []byte, size int) (message.Header, []string, error) {
 }
 
 func readHeaderBlock(head []byte) (message.Header, error) {
-	var b bytes.Buffer
-	b.Grow(len(head) + 4)
-	b.Write(head)
+	end := "\r\n" // the empty line that ends the block
 	if len(head) > 0 && head[len(head)-1] != '\n' {
-		b.WriteString("\r\n")
+		end = "\r\n\r\n"
 	}
-	b.WriteString("\r\n")
-	h, err := textproto.ReadHeader(bufio.NewReader(&b))
+	br := headerReaders.Get().(*bufio.Reader)
+	br.Reset(io.MultiReader(bytes.NewReader(head), strings.NewReader(end)))
+	h, err := textproto.ReadHeader(br)
+	br.Reset(nil)
+	headerReaders.Put(br)
 	return message.Header{Header: h}, err
 }
+
+// headerReaders are readHeaderBlock's buffered readers: each header read would
+// otherwise allocate (and clear) a 4 KiB buffer.
+var headerReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
 
 // sanitizeHeader keeps the lines of a header block that are fields ("Name: value") or
 // continuations of a kept field, and counts the others.

@@ -98,8 +98,9 @@ func ParseBody(e *crmsync.Email, raw []byte, opts Options) error {
 	if err != nil {
 		return err
 	}
-	p := &bodyParser{e: e, limit: opts.AttachmentLimit}
-	if err := p.entity(h, bytes.NewReader(body), 0); err != nil {
+	p := newBodyParser(e, opts.AttachmentLimit)
+	defer p.release()
+	if err := p.entity(h, source{data: body}, 0); err != nil {
 		// Nothing of the MIME structure could be read: keep what there is as text.
 		e.TextBody = validUTF8(string(bytes.TrimSpace(body)))
 		e.HTMLBody, e.Attachments = "", nil
