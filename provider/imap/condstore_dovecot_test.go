@@ -181,3 +181,54 @@ func TestDovecotNoChangeRoundTrips(t *testing.T) {
 	assert.EqualValues(t, 3, withFolders.turns, "the STATUS commands are pipelined")
 	assert.EqualValues(t, 3+len(folders), withFolders.lines)
 }
+
+// Within a cycle (one connection, one FetchIncoming after another), a folder read in
+// batches costs one round trip per batch while more remain than a batch takes: the
+// body FETCH of this batch, with the header FETCH of the next one pipelined behind it,
+// and no NOOP, STATUS or SEARCH. A message that arrives meanwhile is found by the batch
+// that reaches the end of the folder. Every message is returned once, in UID order.
+func TestDovecotBatchesCostOneRoundTrip(t *testing.T) {
+	env := testenv.MailServers(t)
+	p := newTapProxy(t, env.IMAPAddr)
+	p.latency = 5 * time.Millisecond // so that pipelined commands are never taken for turns
+	addr := env.AddUser(t, "batches")
+	ids := dcDeliverN(t, env, addr, "batch", 50)
+	tg := proxied(t, env, p, addr)
+
+	c, err := imapprov.NewDialer(imapprov.Config{}).DialConn(context.Background(), tg)
+	require.NoError(t, err)
+	defer c.Close()
+	var got []string
+	var cursor []byte
+	for n := 1; n <= 10; n++ {
+		p.resetCounters()
+		b, err := c.FetchIncoming(dcCtx(t), provider.FetchRequest{Cursor: cursor, Max: 10})
+		require.NoError(t, err)
+		cursor = b.Cursor
+		for _, e := range b.Emails {
+			got = append(got, e.MessageID)
+		}
+		cmds := p.commands()
+		t.Logf("batch %d: %d emails, More %v, %d round trips: %q", n, len(b.Emails), b.More, p.turns.Load(), cmds)
+		if n >= 2 && n <= 4 { // 40, 30 and 20 UIDs left over from the first search
+			assert.EqualValues(t, 1, p.turns.Load(), "batch %d: one round trip", n)
+			if assert.Len(t, cmds, 2, "batch %d", n) {
+				assert.Contains(t, cmds[0], "BODY.PEEK[]", "batch %d: this batch's bodies", n)
+				assert.Contains(t, cmds[1], "BODY.PEEK[HEADER]", "batch %d: the next batch's headers", n)
+			}
+		}
+		if n == 2 {
+			ids = append(ids, dcDeliverN(t, env, addr, "late", 1)...)
+		}
+		if !b.More {
+			break
+		}
+	}
+	assert.Equal(t, ids, got, "every message once, in order, the late one too")
+
+	// Caught up: the next cycle finds nothing.
+	p.resetCounters()
+	b := cycle(t, env, tg, provider.FetchRequest{Cursor: cursor, Max: 10})
+	assert.Empty(t, b.Emails)
+	assert.False(t, b.More)
+}

@@ -39,7 +39,8 @@ type Conn struct {
 
 	sent string // the Sent folder, once found
 
-	pending *pendingUIDs // what the next batch of a cycle continues from
+	pending  *pendingUIDs    // what the next batch of a cycle continues from
+	prefetch *headerPrefetch // the next batch's headers, asked for behind the last batch's bodies
 }
 
 var (
@@ -89,6 +90,7 @@ func (c *Conn) Close() error {
 	out := c.out
 	c.mu.Unlock()
 	c.closeIMAP(true)
+	c.waitPrefetch()
 	if out != nil {
 		out.Close()
 	}
@@ -130,6 +132,7 @@ func (c *Conn) sender() (*smtp.Sender, error) {
 // withIMAP runs f on the logged-in IMAP session, opening it if needed, and classifies
 // its error. If ctx ends while f runs, the connection is closed, which ends f.
 func (c *Conn) withIMAP(ctx context.Context, op string, f func(cl *imapclient.Client) error) error {
+	c.waitPrefetch()
 	cl, err := c.imapSession(ctx)
 	if err != nil {
 		return err
@@ -157,6 +160,15 @@ func (c *Conn) withIMAP(ctx context.Context, op string, f func(cl *imapclient.Cl
 		c.closeIMAP(false)
 	}
 	return c.imapError(op, err)
+}
+
+// waitPrefetch waits for the header prefetch in flight, if any, to be answered (or to
+// fail with its session), so that its goroutine never outlives the call that follows.
+// The prefetch stays for FetchIncoming to use.
+func (c *Conn) waitPrefetch() {
+	if p := c.prefetch; p != nil {
+		<-p.done
+	}
 }
 
 // imapSession returns the logged-in IMAP session, opening it if needed.

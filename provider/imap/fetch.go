@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"runtime"
 	"slices"
 	"strconv"
@@ -80,9 +81,14 @@ type fetcher struct {
 	cur    *cursor
 	budget int // messages that may still be looked at
 	batch  *provider.Batch
+	pre    *headerPrefetch // the previous batch's prefetch of this batch's headers, if any
 }
 
 func (f *fetcher) run(folders []string) error {
+	f.pre, f.c.prefetch = f.c.prefetch, nil
+	if ok, err := f.continuePending(folders[0]); ok || err != nil {
+		return err
+	}
 	condstore := f.cl.Caps().Has(imap.CapCondStore)
 	opts := &imap.StatusOptions{UIDNext: true, UIDValidity: true, HighestModSeq: condstore}
 
@@ -223,16 +229,26 @@ func (f *fetcher) folder(name string, st *imap.StatusData, condstore bool) error
 		caughtUp()
 		return nil
 	}
-	take := uids[:min(f.budget, len(uids))]
-	if err := f.messages(name, fs.Validity, take); err != nil {
+	return f.take(name, fs, uids, caughtUp)
+}
+
+// take reads the first of uids (the folder's UIDs above the cursor, ascending) that the
+// budget allows and moves the cursor past them; caughtUp marks the folder read to its
+// end when they were all taken.
+func (f *fetcher) take(name string, fs *folderState, uids []imap.UID, caughtUp func()) error {
+	take, rest := uids[:min(f.budget, len(uids))], uids[min(f.budget, len(uids)):]
+	// The next batch of the cycle will most likely read the next UIDs: ask for their
+	// headers behind this batch's bodies.
+	next := rest[:min(len(rest), len(take))]
+	if err := f.messages(name, fs.Validity, take, next); err != nil {
 		return err
 	}
 	f.budget -= len(take)
 	fs.Last = uint32(take[len(take)-1])
 	if p := f.c.pending; p != nil {
-		p.uids, p.last = uids[len(take):], fs.Last
+		p.uids, p.last = rest, fs.Last
 	}
-	if len(take) < len(uids) {
+	if len(rest) > 0 || caughtUp == nil {
 		f.batch.More = true
 		fs.Next = 0
 		return nil
@@ -241,6 +257,24 @@ func (f *fetcher) folder(name string, st *imap.StatusData, condstore bool) error
 	// read to its end.
 	caughtUp()
 	return nil
+}
+
+// continuePending reads the next batch of a folder that the previous batch of this
+// session left open with more UIDs found than this batch takes: from those UIDs,
+// without NOOP, STATUS or a new search, so that a folder read in batches costs one
+// round trip per batch. Since the folder is not read to its end, nothing is missed:
+// what arrived meanwhile is found by the batch that reaches the end. It reports false
+// when there is nothing to continue from.
+func (f *fetcher) continuePending(first string) (bool, error) {
+	p, mb := f.c.pending, f.cl.Mailbox()
+	if p == nil || mb == nil || mb.Name != first || p.folder != first || !p.since.Equal(f.req.Since) || len(p.uids) <= f.budget {
+		return false, nil
+	}
+	fs := f.cur.Folders[first]
+	if fs == nil || fs.Validity != p.validity || fs.Last != p.last {
+		return false, nil
+	}
+	return true, f.take(first, fs, p.uids, nil)
 }
 
 // pendingUIDs are the UIDs a search found that a batch did not take yet. The next batch
@@ -310,50 +344,133 @@ func searchSince(since time.Time) time.Time {
 var headerSection = &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
 var fullSection = &imap.FetchItemBodySection{Peek: true}
 
+// headerFetch is what the header FETCH asks of each message.
+var headerFetch = &imap.FetchOptions{
+	UID: true, InternalDate: true, RFC822Size: true,
+	BodySection: []*imap.FetchItemBodySection{headerSection},
+}
+
+// fetchedHeader is one message of a header FETCH, with its header-only email (nil when
+// the header could not be parsed).
+type fetchedHeader struct {
+	buf *imapclient.FetchMessageBuffer
+	e   *crmsync.Email
+}
+
+// parseHeaders parses the headers of a header FETCH's messages, by UID. Messages the
+// server did not answer for (expunged) are left out.
+func parseHeaders(folder string, validity uint32, bufs []*imapclient.FetchMessageBuffer) map[imap.UID]fetchedHeader {
+	out := make(map[imap.UID]fetchedHeader, len(bufs))
+	for _, b := range bufs {
+		raw := b.FindBodySection(headerSection)
+		if b.UID == 0 || raw == nil {
+			continue
+		}
+		h := fetchedHeader{buf: b}
+		if e, err := headerOnly(folder, validity, b.UID, raw); err == nil {
+			e.Size = b.RFC822Size
+			e.ReceivedAt = b.InternalDate
+			h.e = e
+		}
+		out[b.UID] = h
+	}
+	return out
+}
+
+// headerPrefetch is the header FETCH of the UIDs a cycle's next batch will most likely
+// read, sent right behind the current batch's body FETCH so that the server answers it
+// with no round trip of its own, and parsed on the side. The Conn owns it: the next
+// FetchIncoming uses it (or drops it), and every other use of the session, and Close,
+// first waits for it to end.
+type headerPrefetch struct {
+	folder   string
+	validity uint32
+	uids     []imap.UID
+	done     chan struct{}
+	headers  map[imap.UID]fetchedHeader // set when done, if err is nil
+	err      error
+}
+
+// startPrefetch sends the header FETCH of uids; it does not wait for the answer.
+func (f *fetcher) startPrefetch(folder string, validity uint32, uids []imap.UID) {
+	cmd := f.cl.Fetch(imap.UIDSetNum(uids...), headerFetch)
+	p := &headerPrefetch{folder: folder, validity: validity, uids: uids, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		bufs, err := cmd.Collect()
+		if err != nil {
+			p.err = err
+			return
+		}
+		p.headers = parseHeaders(folder, validity, bufs)
+	}()
+	f.c.prefetch = p
+}
+
+// headers returns the fetched headers of uids: those the previous batch prefetched, and
+// the others fetched now.
+func (f *fetcher) headers(folder string, validity uint32, uids []imap.UID) (map[imap.UID]fetchedHeader, error) {
+	var out map[imap.UID]fetchedHeader
+	missing := uids
+	if p := f.pre; p != nil && p.err == nil && p.folder == folder && p.validity == validity {
+		asked := make(map[imap.UID]bool, len(p.uids))
+		for _, uid := range p.uids {
+			asked[uid] = true
+		}
+		out, missing = p.headers, nil
+		for _, uid := range uids {
+			if !asked[uid] {
+				missing = append(missing, uid)
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	bufs, err := f.cl.Fetch(imap.UIDSetNum(missing...), headerFetch).Collect()
+	if err != nil {
+		return nil, err
+	}
+	fetched := parseHeaders(folder, validity, bufs)
+	if out == nil {
+		return fetched, nil
+	}
+	maps.Copy(out, fetched)
+	return out, nil
+}
+
 // messages fetches the headers of uids, screens them, and fetches the accepted ones in
-// full.
-func (f *fetcher) messages(folder string, validity uint32, uids []imap.UID) error {
-	bufs, err := f.cl.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{
-		UID: true, InternalDate: true, RFC822Size: true,
-		BodySection: []*imap.FetchItemBodySection{headerSection},
-	}).Collect()
+// full; next are the UIDs whose headers to prefetch behind the bodies.
+func (f *fetcher) messages(folder string, validity uint32, uids, next []imap.UID) error {
+	fetched, err := f.headers(folder, validity, uids)
 	if err != nil {
 		return err
-	}
-	byUID := make(map[imap.UID]*imapclient.FetchMessageBuffer, len(bufs))
-	for _, b := range bufs {
-		if b.UID != 0 {
-			byUID[b.UID] = b
-		}
 	}
 
 	emails := make(map[imap.UID]*crmsync.Email)
 	var headerless []imap.UID
 	for _, uid := range uids {
-		b := byUID[uid]
-		if b == nil || b.FindBodySection(headerSection) == nil {
+		h, ok := fetched[uid]
+		if !ok {
 			continue // expunged since the search: nothing to track
 		}
-		if !f.req.Since.IsZero() && !b.InternalDate.IsZero() && b.InternalDate.Before(f.req.Since) {
+		if !f.req.Since.IsZero() && !h.buf.InternalDate.IsZero() && h.buf.InternalDate.Before(f.req.Since) {
 			continue // received before the effective start
 		}
-		e, err := f.headerOnly(folder, validity, uid, b.FindBodySection(headerSection))
-		if err != nil {
+		if h.e == nil {
 			headerless = append(headerless, uid)
 			continue
 		}
-		e.Size = b.RFC822Size
-		e.ReceivedAt = b.InternalDate
-		emails[uid] = e
+		emails[uid] = h.e
 	}
 
 	// A server may fail to cut the header of a malformed message (imapmemserver does):
 	// read those from the whole message, which they then do not fetch again.
 	full := make(map[imap.UID][]byte)
 	if len(headerless) > 0 {
-		err := f.fetchFull(headerless, func(uid imap.UID, raw []byte) {
-			b := byUID[uid]
-			e, err := f.headerOnly(folder, validity, uid, raw)
+		err := f.fetchFull(headerless, nil, func(uid imap.UID, raw []byte) {
+			b := fetched[uid].buf
+			e, err := headerOnly(folder, validity, uid, raw)
 			if err != nil {
 				id := providerID(folder, validity, uid)
 				f.batch.Failed = append(f.batch.Failed, provider.FailedItem{
@@ -415,7 +532,11 @@ func (f *fetcher) messages(folder string, validity uint32, uids []imap.UID) erro
 		}
 	}
 	if len(want) > 0 {
-		if err := f.fetchBodies(folder, want, emails, parsed); err != nil {
+		var prefetch func()
+		if len(next) > 0 {
+			prefetch = func() { f.startPrefetch(folder, validity, next) }
+		}
+		if err := f.fetchBodies(folder, want, emails, parsed, prefetch); err != nil {
 			return err
 		}
 	}
@@ -439,8 +560,9 @@ func (f *fetcher) messages(folder string, validity uint32, uids []imap.UID) erro
 // fetchBodies fetches the bodies of uids and parses them into their emails on other
 // goroutines while the next bodies arrive, so that the connection and the parsing
 // overlap instead of taking turns. An email that cannot be parsed is reported in the
-// batch's Failed and removed from emails.
-func (f *fetcher) fetchBodies(folder string, uids []imap.UID, emails map[imap.UID]*crmsync.Email, parsed map[imap.UID]bool) error {
+// batch's Failed and removed from emails. prefetch, if not nil, is called once the body
+// FETCH is sent.
+func (f *fetcher) fetchBodies(folder string, uids []imap.UID, emails map[imap.UID]*crmsync.Email, parsed map[imap.UID]bool, prefetch func()) error {
 	type job struct {
 		uid imap.UID
 		raw []byte
@@ -461,7 +583,7 @@ func (f *fetcher) fetchBodies(folder string, uids []imap.UID, emails map[imap.UI
 			}
 		})
 	}
-	err := f.fetchFull(uids, func(uid imap.UID, raw []byte) {
+	err := f.fetchFull(uids, prefetch, func(uid imap.UID, raw []byte) {
 		if e := emails[uid]; e != nil && !parsed[uid] {
 			parsed[uid] = true
 			jobs <- job{uid, raw, e}
@@ -491,7 +613,7 @@ func (f *fetcher) fetchBodies(folder string, uids []imap.UID, emails map[imap.UI
 
 // headerOnly builds the header-only email of one message from its header (or whole
 // message); a *mailparse.ParseError when it has no readable header.
-func (f *fetcher) headerOnly(folder string, validity uint32, uid imap.UID, raw []byte) (*crmsync.Email, error) {
+func headerOnly(folder string, validity uint32, uid imap.UID, raw []byte) (*crmsync.Email, error) {
 	e, err := mailparse.ParseHeader(raw)
 	if err != nil {
 		return nil, err
@@ -528,11 +650,15 @@ func (f *fetcher) screen(candidates []*crmsync.Email) (map[*crmsync.Email]bool, 
 }
 
 // fetchFull fetches whole messages (BODY.PEEK[]) and hands each to got as it arrives,
-// so that one message at a time is held in memory.
-func (f *fetcher) fetchFull(uids []imap.UID, got func(uid imap.UID, raw []byte)) error {
+// so that one message at a time is held in memory. sent, if not nil, is called once the
+// FETCH is sent, before its answer is read.
+func (f *fetcher) fetchFull(uids []imap.UID, sent func(), got func(uid imap.UID, raw []byte)) error {
 	cmd := f.cl.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{
 		UID: true, BodySection: []*imap.FetchItemBodySection{fullSection},
 	})
+	if sent != nil {
+		sent()
+	}
 	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
 		var uid imap.UID
 		var raw []byte

@@ -39,21 +39,22 @@ import (
 )
 
 type options struct {
-	env            string
-	messages       int
-	pop3           int
-	seed           uint64
-	sessions       int
-	runs           int
-	noChange       int
-	batch          int
-	cycleItems     int
-	work           string
-	mbsync         string
-	mpop           string
-	cpuprofile     string
-	pop3CPUProfile string
-	latency        time.Duration
+	env                string
+	messages           int
+	pop3               int
+	seed               uint64
+	sessions           int
+	runs               int
+	noChange           int
+	batch              int
+	cycleItems         int
+	work               string
+	mbsync             string
+	mpop               string
+	cpuprofile         string
+	pop3CPUProfile     string
+	imapUser, pop3User string
+	latency            time.Duration
 }
 
 func main() {
@@ -72,6 +73,8 @@ func main() {
 	flag.StringVar(&o.mpop, "mpop", "mpop", "the mpop binary")
 	flag.DurationVar(&o.latency, "latency", 0, "added to every answer of the servers, like a network round trip (0: loopback as it is)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the Engine's last IMAP ingest to this file")
+	flag.StringVar(&o.imapUser, "imap-user", "", "reuse this mailbox, already holding the generated -messages with -seed (skips the delivery)")
+	flag.StringVar(&o.pop3User, "pop3-user", "", "reuse this POP3 maildrop, already holding the generated -pop3 messages (skips the delivery)")
 	flag.StringVar(&o.pop3CPUProfile, "pop3-cpuprofile", "", "write a CPU profile of the Engine's last POP3 ingest to this file")
 	flag.Parse()
 	if err := run(context.Background(), o); err != nil {
@@ -181,21 +184,25 @@ func run(ctx context.Context, o options) error {
 
 // benchIMAP runs (a) and (b).
 func benchIMAP(ctx context.Context, o options, env *mailEnv, rep *report) error {
-	user, err := env.addUser(ctx, "bench-imap")
-	if err != nil {
-		return err
+	user, err := o.imapUser, error(nil)
+	if user == "" {
+		if user, err = env.addUser(ctx, "bench-imap"); err != nil {
+			return err
+		}
 	}
 	gen := newGenerator(o.seed, user)
 	rep.imap.messages = o.messages
 	rep.imap.bytes, rep.imap.attachments = gen.stats(o.messages)
-	logf("delivering %d messages (%.0f MB, %d with attachments) to %s over LMTP",
-		o.messages, mib(rep.imap.bytes), rep.imap.attachments, user)
-	t0 := time.Now()
-	if err := deliver(ctx, env.lmtp, user, gen, o.messages, o.sessions); err != nil {
-		return err
+	if o.imapUser == "" {
+		logf("delivering %d messages (%.0f MB, %d with attachments) to %s over LMTP",
+			o.messages, mib(rep.imap.bytes), rep.imap.attachments, user)
+		t0 := time.Now()
+		if err := deliver(ctx, env.lmtp, user, gen, o.messages, o.sessions); err != nil {
+			return err
+		}
+		rep.imap.deliver = time.Since(t0)
+		logf("delivered in %v", rep.imap.deliver.Round(time.Millisecond))
 	}
-	rep.imap.deliver = time.Since(t0)
-	logf("delivered in %v", rep.imap.deliver.Round(time.Millisecond))
 
 	tp, err := newTap(env.imapAddr, o.latency)
 	if err != nil {
@@ -302,19 +309,23 @@ func benchIMAP(ctx context.Context, o options, env *mailEnv, rep *report) error 
 
 // benchPOP3 runs (c).
 func benchPOP3(ctx context.Context, o options, env *mailEnv, rep *report) error {
-	user, err := env.addUser(ctx, "bench-pop3")
-	if err != nil {
-		return err
+	user, err := o.pop3User, error(nil)
+	if user == "" {
+		if user, err = env.addUser(ctx, "bench-pop3"); err != nil {
+			return err
+		}
 	}
 	gen := newGenerator(o.seed+1, user)
 	rep.pop3.messages = o.pop3
 	rep.pop3.bytes, rep.pop3.attachments = gen.stats(o.pop3)
-	logf("delivering %d messages (%.0f MB) to %s over LMTP", o.pop3, mib(rep.pop3.bytes), user)
-	t0 := time.Now()
-	if err := deliver(ctx, env.lmtp, user, gen, o.pop3, o.sessions); err != nil {
-		return err
+	if o.pop3User == "" {
+		logf("delivering %d messages (%.0f MB) to %s over LMTP", o.pop3, mib(rep.pop3.bytes), user)
+		t0 := time.Now()
+		if err := deliver(ctx, env.lmtp, user, gen, o.pop3, o.sessions); err != nil {
+			return err
+		}
+		rep.pop3.deliver = time.Since(t0)
 	}
-	rep.pop3.deliver = time.Since(t0)
 
 	tp, err := newTap(env.pop3Addr, o.latency)
 	if err != nil {
