@@ -38,5 +38,6 @@ echo "== fuzz (a short run of each parser's fuzz target)"
 fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${CRMSYNC_FUZZTIME:-10s}" "$1"; }
 fuzz ./provider/mailparse FuzzParseHeader
 fuzz ./provider/mailparse FuzzParseAddressList
+fuzz ./provider/mailparse FuzzParseDate
 fuzz ./filter FuzzTokenFind
 fuzz ./filter FuzzParseFilter
