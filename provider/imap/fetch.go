@@ -238,7 +238,7 @@ func (f *fetcher) folder(name string, st *imap.StatusData, condstore bool) error
 func (f *fetcher) take(name string, fs *folderState, uids []imap.UID, caughtUp func()) error {
 	take, rest := uids[:min(f.budget, len(uids))], uids[min(f.budget, len(uids)):]
 	// The next batch of the cycle will most likely read the next UIDs: ask for their
-	// headers behind this batch's bodies.
+	// headers with this batch's bodies.
 	next := rest[:min(len(rest), len(take))]
 	if err := f.messages(name, fs.Validity, take, next); err != nil {
 		return err
@@ -378,8 +378,8 @@ func parseHeaders(folder string, validity uint32, bufs []*imapclient.FetchMessag
 }
 
 // headerPrefetch is the header FETCH of the UIDs a cycle's next batch will most likely
-// read, sent right behind the current batch's body FETCH so that the server answers it
-// with no round trip of its own, and parsed on the side. The Conn owns it: the next
+// read, pipelined with the current batch's body FETCH so that the server answers it
+// with no round trip of its own, and parsed on the side while the bodies arrive. The Conn owns it: the next
 // FetchIncoming uses it (or drops it), and every other use of the session, and Close,
 // first waits for it to end.
 type headerPrefetch struct {
@@ -440,7 +440,7 @@ func (f *fetcher) headers(folder string, validity uint32, uids []imap.UID) (map[
 }
 
 // messages fetches the headers of uids, screens them, and fetches the accepted ones in
-// full; next are the UIDs whose headers to prefetch behind the bodies.
+// full; next are the UIDs whose headers to prefetch with the bodies.
 func (f *fetcher) messages(folder string, validity uint32, uids, next []imap.UID) error {
 	fetched, err := f.headers(folder, validity, uids)
 	if err != nil {
@@ -468,7 +468,7 @@ func (f *fetcher) messages(folder string, validity uint32, uids, next []imap.UID
 	// read those from the whole message, which they then do not fetch again.
 	full := make(map[imap.UID][]byte)
 	if len(headerless) > 0 {
-		err := f.fetchFull(headerless, nil, func(uid imap.UID, raw []byte) {
+		err := f.fetchFull(headerless, func(uid imap.UID, raw []byte) {
 			b := fetched[uid].buf
 			e, err := headerOnly(folder, validity, uid, raw)
 			if err != nil {
@@ -532,11 +532,12 @@ func (f *fetcher) messages(folder string, validity uint32, uids, next []imap.UID
 		}
 	}
 	if len(want) > 0 {
-		var prefetch func()
 		if len(next) > 0 {
-			prefetch = func() { f.startPrefetch(folder, validity, next) }
+			// Sent first, the next batch's headers are answered first and parsed while
+			// this batch's bodies arrive.
+			f.startPrefetch(folder, validity, next)
 		}
-		if err := f.fetchBodies(folder, want, emails, parsed, prefetch); err != nil {
+		if err := f.fetchBodies(folder, want, emails, parsed); err != nil {
 			return err
 		}
 	}
@@ -560,9 +561,8 @@ func (f *fetcher) messages(folder string, validity uint32, uids, next []imap.UID
 // fetchBodies fetches the bodies of uids and parses them into their emails on other
 // goroutines while the next bodies arrive, so that the connection and the parsing
 // overlap instead of taking turns. An email that cannot be parsed is reported in the
-// batch's Failed and removed from emails. prefetch, if not nil, is called once the body
-// FETCH is sent.
-func (f *fetcher) fetchBodies(folder string, uids []imap.UID, emails map[imap.UID]*crmsync.Email, parsed map[imap.UID]bool, prefetch func()) error {
+// batch's Failed and removed from emails.
+func (f *fetcher) fetchBodies(folder string, uids []imap.UID, emails map[imap.UID]*crmsync.Email, parsed map[imap.UID]bool) error {
 	type job struct {
 		uid imap.UID
 		raw []byte
@@ -583,7 +583,7 @@ func (f *fetcher) fetchBodies(folder string, uids []imap.UID, emails map[imap.UI
 			}
 		})
 	}
-	err := f.fetchFull(uids, prefetch, func(uid imap.UID, raw []byte) {
+	err := f.fetchFull(uids, func(uid imap.UID, raw []byte) {
 		if e := emails[uid]; e != nil && !parsed[uid] {
 			parsed[uid] = true
 			jobs <- job{uid, raw, e}
@@ -650,15 +650,11 @@ func (f *fetcher) screen(candidates []*crmsync.Email) (map[*crmsync.Email]bool, 
 }
 
 // fetchFull fetches whole messages (BODY.PEEK[]) and hands each to got as it arrives,
-// so that one message at a time is held in memory. sent, if not nil, is called once the
-// FETCH is sent, before its answer is read.
-func (f *fetcher) fetchFull(uids []imap.UID, sent func(), got func(uid imap.UID, raw []byte)) error {
+// so that one message at a time is held in memory.
+func (f *fetcher) fetchFull(uids []imap.UID, got func(uid imap.UID, raw []byte)) error {
 	cmd := f.cl.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{
 		UID: true, BodySection: []*imap.FetchItemBodySection{fullSection},
 	})
-	if sent != nil {
-		sent()
-	}
 	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
 		var uid imap.UID
 		var raw []byte
