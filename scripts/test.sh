@@ -39,5 +39,6 @@ fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${CRMSYNC_FUZZTIME:-10s}" "$
 fuzz ./provider/mailparse FuzzParseHeader
 fuzz ./provider/mailparse FuzzParseAddressList
 fuzz ./provider/mailparse FuzzParseDate
+fuzz ./provider/mailparse FuzzMIMEHeader
 fuzz ./filter FuzzTokenFind
 fuzz ./filter FuzzParseFilter

@@ -127,3 +127,27 @@ func FuzzParseAddressList(f *testing.F) {
 		}
 	})
 }
+
+// FuzzMIMEHeader checks the shortcut ParseBody takes to its header (only the Content-*
+// fields) against the full header read it stands in for.
+func FuzzMIMEHeader(f *testing.F) {
+	for _, s := range handSeeds {
+		f.Add(s)
+	}
+	for _, s := range []string{
+		":x\r\n\r\n", " cont\r\nContent-Type: text/html\r\n\r\n", "Content-Type : text/plain;\r\n charset=utf-8\r\nbad line\r\n charset=x\r\n\r\n",
+		"From a@b Mon\r\ncontent-type: text/plain\r\n\r\n", "CONTENT-TRANSFER-ENCODING: base64\r\nContent\x01: x\r\n\r\n", "",
+		"Received: x\r\n\tContent-Type: y\r\nContent-Type: z", "Content-Type: a\nContent-Type: b\n\n",
+	} {
+		f.Add([]byte(s))
+	}
+	files, names := corpusFiles(f)
+	for _, name := range names {
+		f.Add(files[name])
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if d := mailparse.MIMEHeaderDisagreement(raw); d != "" {
+			t.Fatal(d)
+		}
+	})
+}

@@ -38,14 +38,7 @@ func readHeader(head []byte, size int) (message.Header, []string, error) {
 	if size == 0 {
 		return message.Header{}, nil, &ParseError{Reason: ReasonEmpty}
 	}
-	if rest, ok := bytes.CutPrefix(head, []byte("From ")); ok && !bytes.HasPrefix(bytes.TrimLeft(rest, " \t"), []byte(":")) {
-		// An mbox "From sender date" separator line, left in by some servers and exports.
-		if i := bytes.IndexByte(head, '\n'); i >= 0 {
-			head = head[i+1:]
-		} else {
-			head = nil
-		}
-	}
+	head = stripMboxFrom(head)
 	h, err := readHeaderBlock(head)
 	var notes []string
 	if err != nil {
@@ -61,6 +54,61 @@ func readHeader(head []byte, size int) (message.Header, []string, error) {
 		return message.Header{}, nil, &ParseError{Reason: ReasonNoHeader}
 	}
 	return h, notes, nil
+}
+
+// stripMboxFrom drops an mbox "From sender date" separator line, left in by some
+// servers and exports, from the start of a header block.
+func stripMboxFrom(head []byte) []byte {
+	if rest, ok := bytes.CutPrefix(head, []byte("From ")); ok && !bytes.HasPrefix(bytes.TrimLeft(rest, " \t"), []byte(":")) {
+		if i := bytes.IndexByte(head, '\n'); i >= 0 {
+			return head[i+1:]
+		}
+		return nil
+	}
+	return head
+}
+
+// readMIMEHeader reads the Content-* fields of a header block, which are all that
+// ParseBody needs, without building the others (a Received field's date, addresses…):
+// the fields are those readHeader would read, and it fails exactly when readHeader
+// does.
+func readMIMEHeader(head []byte, size int) (message.Header, error) {
+	if size == 0 {
+		return message.Header{}, &ParseError{Reason: ReasonEmpty}
+	}
+	block := make([]byte, 0, 512)
+	readable, keep := false, false // keep: whether the current field is kept, for its continuations
+	for rest := stripMboxFrom(head); len(rest) > 0; {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i+1], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if keep {
+				block = append(block, line...)
+			}
+			continue
+		}
+		// Lines as sanitizeHeader judges them: a field that readHeader keeps.
+		i := bytes.IndexByte(line, ':')
+		field := i > 0 && validFieldName(bytes.TrimRight(line[:i], " \t"))
+		readable = readable || field
+		keep = field && len(line) >= 8 && strings.EqualFold(string(line[:8]), "content-")
+		if keep {
+			block = append(block, line...)
+		}
+	}
+	if readable {
+		// readHeader reads a block with at least one field; these lines are its
+		// Content-* fields, verbatim.
+		if h, err := readHeaderBlock(block); err == nil {
+			return h, nil
+		}
+	}
+	h, _, err := readHeader(head, size) // decides the rare cases exactly
+	return h, err
 }
 
 func readHeaderBlock(head []byte) (message.Header, error) {

@@ -94,7 +94,7 @@ func ParseHeader(raw []byte) (*crmsync.Email, error) {
 // readable header.
 func ParseBody(e *crmsync.Email, raw []byte, opts Options) error {
 	head, body := splitMessage(raw)
-	h, _, err := readHeader(head, len(raw))
+	h, err := readMIMEHeader(head, len(raw))
 	if err != nil {
 		return err
 	}
