@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -185,7 +186,8 @@ func TestDovecotNoChangeRoundTrips(t *testing.T) {
 // Within a cycle (one connection, one FetchIncoming after another), a folder read in
 // batches costs one round trip per batch while more remain than a batch takes: the
 // header FETCH of the next batch pipelined with the body FETCH of this one, and no
-// NOOP, STATUS or SEARCH. A message that arrives meanwhile is found by the batch
+// NOOP, STATUS or SEARCH. (Bodies are not fetched ahead here, so that every command
+// falls in the batch that sends it: TestDovecotBodiesFetchedAhead covers that.) A message that arrives meanwhile is found by the batch
 // that reaches the end of the folder. Every message is returned once, in UID order.
 func TestDovecotBatchesCostOneRoundTrip(t *testing.T) {
 	env := testenv.MailServers(t)
@@ -195,7 +197,7 @@ func TestDovecotBatchesCostOneRoundTrip(t *testing.T) {
 	ids := dcDeliverN(t, env, addr, "batch", 50)
 	tg := proxied(t, env, p, addr)
 
-	c, err := imapprov.NewDialer(imapprov.Config{}).DialConn(context.Background(), tg)
+	c, err := imapprov.NewDialer(imapprov.Config{PrefetchBytes: -1}).DialConn(context.Background(), tg)
 	require.NoError(t, err)
 	defer c.Close()
 	var got []string
@@ -231,4 +233,83 @@ func TestDovecotBatchesCostOneRoundTrip(t *testing.T) {
 	b := cycle(t, env, tg, provider.FetchRequest{Cursor: cursor, Max: 10})
 	assert.Empty(t, b.Emails)
 	assert.False(t, b.More)
+}
+
+// While the screen accepts every message, the bodies of the next batch are asked for
+// before the engine has even stored this one: when batch n is screened, its bodies are
+// already on their way. A batch whose screen refuses a message turns that off for the
+// batch after next (the next one's prefetch was decided before), whose bodies are then
+// fetched only after its screen. Nothing is fetched twice or returned twice.
+func TestDovecotBodiesFetchedAhead(t *testing.T) {
+	env := testenv.MailServers(t)
+	p := newTapProxy(t, env.IMAPAddr)
+	addr := env.AddUser(t, "ahead")
+	ids := dcDeliverN(t, env, addr, "ahead", 60)
+	tg := proxied(t, env, p, addr)
+
+	c, err := imapprov.NewDialer(imapprov.Config{}).DialConn(context.Background(), tg)
+	require.NoError(t, err)
+	defer c.Close()
+
+	// bodyFetched reports whether a body FETCH of exactly uids first:last was sent.
+	bodyFetched := func(first, last int) bool {
+		want := fmt.Sprintf("UID FETCH %d:%d (UID BODY.PEEK[])", first, last)
+		return slices.Contains(p.commands(), want)
+	}
+	var got []string
+	var cursor []byte
+	for n := 1; n <= 6; n++ {
+		first, last := 10*(n-1)+1, 10*n
+		screen := func(_ context.Context, headers []*crmsync.Email) ([]bool, error) {
+			switch n {
+			case 3, 4: // fetched ahead: decided by batches 1 and 2, accepted whole
+				assert.Eventually(t, func() bool { return bodyFetched(first, last) }, 5*time.Second, 5*time.Millisecond,
+					"batch %d: its bodies were asked for before its screen", n)
+			case 5: // batch 3 refused a message: not fetched ahead
+				assert.False(t, bodyFetched(first, last), "batch 5: no bodies asked for before its screen")
+			}
+			ok := make([]bool, len(headers))
+			for i := range ok {
+				ok[i] = !(n == 3 && i == 0)
+			}
+			return ok, nil
+		}
+		b, err := c.FetchIncoming(dcCtx(t), provider.FetchRequest{Cursor: cursor, Max: 10, Screen: screen})
+		require.NoError(t, err)
+		cursor = b.Cursor
+		for _, e := range b.Emails {
+			got = append(got, e.MessageID)
+		}
+		if !b.More {
+			break
+		}
+	}
+	want := slices.Delete(slices.Clone(ids), 20, 21) // batch 3's first message was refused
+	assert.Equal(t, want, got, "every accepted message once, in order")
+	fetched := map[int]int{} // UID → body FETCHes that asked for it
+	for _, cmd := range p.commands() {
+		set, ok := strings.CutSuffix(strings.TrimPrefix(cmd, "UID FETCH "), " (UID BODY.PEEK[])")
+		if !ok || set == cmd {
+			continue
+		}
+		for _, r := range strings.Split(set, ",") {
+			lo, hi, _ := strings.Cut(r, ":")
+			a, err := strconv.Atoi(lo)
+			require.NoError(t, err, cmd)
+			b := a
+			if hi != "" {
+				b, err = strconv.Atoi(hi)
+				require.NoError(t, err, cmd)
+			}
+			for uid := a; uid <= b; uid++ {
+				fetched[uid]++
+			}
+		}
+	}
+	for uid := 1; uid <= len(ids); uid++ {
+		if uid == 21 {
+			continue // refused: its body may or may not have come ahead
+		}
+		assert.Equal(t, 1, fetched[uid], "UID %d: body fetched once", uid)
+	}
 }

@@ -39,8 +39,9 @@ type Conn struct {
 
 	sent string // the Sent folder, once found
 
-	pending  *pendingUIDs    // what the next batch of a cycle continues from
-	prefetch *headerPrefetch // the next batch's headers, asked for behind the last batch's bodies
+	pending     *pendingUIDs // what the next batch of a cycle continues from
+	prefetch    *prefetch    // what the next batch will most likely read, asked for ahead
+	acceptedAll bool         // the last batch's screen accepted every message
 }
 
 var (
@@ -90,7 +91,8 @@ func (c *Conn) Close() error {
 	out := c.out
 	c.mu.Unlock()
 	c.closeIMAP(true)
-	c.waitPrefetch()
+	c.prefetch.release()
+	c.prefetch = nil
 	if out != nil {
 		out.Close()
 	}
@@ -133,6 +135,12 @@ func (c *Conn) sender() (*smtp.Sender, error) {
 // its error. If ctx ends while f runs, the connection is closed, which ends f.
 func (c *Conn) withIMAP(ctx context.Context, op string, f func(cl *imapclient.Client) error) error {
 	c.waitPrefetch()
+	return c.withSession(ctx, op, f)
+}
+
+// withSession is withIMAP without waiting for the prefetch in flight: for
+// FetchIncoming, which takes it and waits for the parts it uses.
+func (c *Conn) withSession(ctx context.Context, op string, f func(cl *imapclient.Client) error) error {
 	cl, err := c.imapSession(ctx)
 	if err != nil {
 		return err
@@ -162,9 +170,9 @@ func (c *Conn) withIMAP(ctx context.Context, op string, f func(cl *imapclient.Cl
 	return c.imapError(op, err)
 }
 
-// waitPrefetch waits for the header prefetch in flight, if any, to be answered (or to
-// fail with its session), so that its goroutine never outlives the call that follows.
-// The prefetch stays for FetchIncoming to use.
+// waitPrefetch waits for the prefetch in flight, if any, to be answered (or to fail
+// with its session), so that its goroutine never runs beside another use of the
+// session. The prefetch stays for FetchIncoming to use.
 func (c *Conn) waitPrefetch() {
 	if p := c.prefetch; p != nil {
 		<-p.done

@@ -19,6 +19,7 @@ const (
 	DefaultSentFolder          = "Sent"
 	DefaultUndeliverableFolder = "Undeliverable"
 	DefaultMaxMessages         = 100
+	DefaultPrefetchBytes       = 16 << 20
 	DefaultLocalName           = "localhost"
 )
 
@@ -45,6 +46,13 @@ type Config struct {
 	MaxMessages int
 	// LocalName is the host name given in SMTP EHLO. Default "localhost".
 	LocalName string
+	// PrefetchBytes bounds the bodies a connection fetches ahead of the batch being
+	// read: while one batch is screened and stored, the next one's bodies arrive, as
+	// long as the screen accepted every message of the last batch (an initial ingest,
+	// say) and the next batch's messages (by RFC822.SIZE) fit in this many bytes. A
+	// connection holds at most two batches' worth. Default 16 MiB; negative turns
+	// prefetching bodies off (headers are prefetched anyway).
+	PrefetchBytes int64
 }
 
 // Dialer opens IMAP/SMTP connections. It is safe for concurrent use.
@@ -68,6 +76,9 @@ func NewDialer(cfg Config) *Dialer {
 	}
 	if cfg.MaxMessages <= 0 {
 		cfg.MaxMessages = DefaultMaxMessages
+	}
+	if cfg.PrefetchBytes == 0 {
+		cfg.PrefetchBytes = DefaultPrefetchBytes
 	}
 	if cfg.LocalName == "" {
 		cfg.LocalName = DefaultLocalName

@@ -42,7 +42,7 @@ func (c *Conn) FetchIncoming(ctx context.Context, req provider.FetchRequest) (*p
 		max = c.d.cfg.MaxMessages
 	}
 	batch := &provider.Batch{}
-	err = c.withIMAP(ctx, op, func(cl *imapclient.Client) error {
+	err = c.withSession(ctx, op, func(cl *imapclient.Client) error {
 		f := &fetcher{c: c, cl: cl, ctx: ctx, req: req, cur: cur, budget: max, batch: batch}
 		return f.run(folderList(req.Folders))
 	})
@@ -81,11 +81,12 @@ type fetcher struct {
 	cur    *cursor
 	budget int // messages that may still be looked at
 	batch  *provider.Batch
-	pre    *headerPrefetch // the previous batch's prefetch of this batch's headers, if any
+	pre    *prefetch // what the previous batch asked for ahead, if anything
 }
 
 func (f *fetcher) run(folders []string) error {
 	f.pre, f.c.prefetch = f.c.prefetch, nil
+	defer f.pre.release()
 	if ok, err := f.continuePending(folders[0]); ok || err != nil {
 		return err
 	}
@@ -237,10 +238,12 @@ func (f *fetcher) folder(name string, st *imap.StatusData, condstore bool) error
 // end when they were all taken.
 func (f *fetcher) take(name string, fs *folderState, uids []imap.UID, caughtUp func()) error {
 	take, rest := uids[:min(f.budget, len(uids))], uids[min(f.budget, len(uids)):]
-	// The next batch of the cycle will most likely read the next UIDs: ask for their
-	// headers with this batch's bodies.
-	next := rest[:min(len(rest), len(take))]
-	if err := f.messages(name, fs.Validity, take, next); err != nil {
+	// The next batch of the cycle will most likely read the next UIDs: ask for them
+	// ahead, so that the server is never idle between batches.
+	if next := rest[:min(len(rest), len(take))]; len(next) > 0 {
+		f.startPrefetch(name, fs.Validity, next)
+	}
+	if err := f.messages(name, fs.Validity, take); err != nil {
 		return err
 	}
 	f.budget -= len(take)
@@ -377,34 +380,104 @@ func parseHeaders(folder string, validity uint32, bufs []*imapclient.FetchMessag
 	return out
 }
 
-// headerPrefetch is the header FETCH of the UIDs a cycle's next batch will most likely
-// read, pipelined with the current batch's body FETCH so that the server answers it
-// with no round trip of its own, and parsed on the side while the bodies arrive. The Conn owns it: the next
-// FetchIncoming uses it (or drops it), and every other use of the session, and Close,
-// first waits for it to end.
-type headerPrefetch struct {
-	folder   string
-	validity uint32
-	uids     []imap.UID
-	done     chan struct{}
-	headers  map[imap.UID]fetchedHeader // set when done, if err is nil
-	err      error
+// prefetch is what a cycle's next batch will most likely read, asked for ahead: the
+// header FETCH of its UIDs, pipelined with the current batch's FETCHes so that the
+// server answers it with no round trip of its own and its headers are parsed while the
+// current bodies arrive; and, when the screen accepted every message of the last batch
+// (an initial ingest, say) and these messages fit in Config.PrefetchBytes, their
+// bodies too, asked for as soon as the headers tell their sizes, so that they arrive
+// while the engine stores the current batch. The next FetchIncoming takes what it can
+// use of it; the screen still sees every header before anything is tracked.
+//
+// The Conn owns it: its goroutine has ended before any other use of the session, and
+// before Close returns; the FetchIncoming that takes it waits for it before returning.
+type prefetch struct {
+	folder      string
+	validity    uint32
+	uids        []imap.UID
+	headersDone chan struct{} // closed once headers and err are set
+	done        chan struct{} // closed once bodies is set and the goroutine has ended
+	headers     map[imap.UID]fetchedHeader
+	err         error
+	bodies      map[imap.UID][]byte // whole messages, from getRaw
 }
 
-// startPrefetch sends the header FETCH of uids; it does not wait for the answer.
+// startPrefetch asks for the headers of uids, and their bodies when the last batch was
+// accepted whole; it does not wait for the answers.
 func (f *fetcher) startPrefetch(folder string, validity uint32, uids []imap.UID) {
-	cmd := f.cl.Fetch(imap.UIDSetNum(uids...), headerFetch)
-	p := &headerPrefetch{folder: folder, validity: validity, uids: uids, done: make(chan struct{})}
+	cl, since, limit := f.cl, f.req.Since, f.c.d.cfg.PrefetchBytes
+	if !f.c.acceptedAll {
+		limit = 0
+	}
+	cmd := cl.Fetch(imap.UIDSetNum(uids...), headerFetch)
+	p := &prefetch{folder: folder, validity: validity, uids: uids,
+		headersDone: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		bufs, err := cmd.Collect()
 		if err != nil {
 			p.err = err
+			close(p.headersDone)
 			return
 		}
+		// The bodies are asked for before the headers are parsed: the server
+		// starts on them one round trip after its last answer.
+		var ahead []imap.UID
+		var size int64
+		for _, b := range bufs {
+			if b.UID != 0 && (since.IsZero() || b.InternalDate.IsZero() || !b.InternalDate.Before(since)) {
+				ahead = append(ahead, b.UID)
+				size += b.RFC822Size
+			}
+		}
+		var body *imapclient.FetchCommand
+		if limit > 0 && len(ahead) > 0 && size <= limit {
+			body = cl.Fetch(imap.UIDSetNum(ahead...), fullFetch)
+		}
 		p.headers = parseHeaders(folder, validity, bufs)
+		close(p.headersDone)
+		if body != nil {
+			p.bodies = make(map[imap.UID][]byte, len(ahead))
+			// A failure leaves the batch to fetch what is missing, and to meet the
+			// error itself if the session broke.
+			_ = readFull(cl, body, func(uid imap.UID, raw []byte) { p.bodies[uid] = raw })
+		}
 	}()
 	f.c.prefetch = p
+}
+
+// usable reports whether p asked ahead for this folder as it is now.
+func (p *prefetch) usable(folder string, validity uint32) bool {
+	return p != nil && p.folder == folder && p.validity == validity
+}
+
+// body takes the prefetched whole message of uid, if there is one.
+func (p *prefetch) body(folder string, validity uint32, uid imap.UID) []byte {
+	if !p.usable(folder, validity) {
+		return nil
+	}
+	<-p.done
+	raw := p.bodies[uid]
+	delete(p.bodies, uid)
+	return raw
+}
+
+// release waits for p's goroutine and recycles the bodies no batch took.
+func (p *prefetch) release() {
+	if p == nil {
+		return
+	}
+	<-p.done
+	for uid, raw := range p.bodies {
+		putRaw(raw)
+		delete(p.bodies, uid)
+	}
+}
+
+// waitHeaders waits for p's headers and returns the error of their FETCH.
+func waitHeaders(p *prefetch) error {
+	<-p.headersDone
+	return p.err
 }
 
 // headers returns the fetched headers of uids: those the previous batch prefetched, and
@@ -412,7 +485,7 @@ func (f *fetcher) startPrefetch(folder string, validity uint32, uids []imap.UID)
 func (f *fetcher) headers(folder string, validity uint32, uids []imap.UID) (map[imap.UID]fetchedHeader, error) {
 	var out map[imap.UID]fetchedHeader
 	missing := uids
-	if p := f.pre; p != nil && p.err == nil && p.folder == folder && p.validity == validity {
+	if p := f.pre; p.usable(folder, validity) && waitHeaders(p) == nil {
 		asked := make(map[imap.UID]bool, len(p.uids))
 		for _, uid := range p.uids {
 			asked[uid] = true
@@ -440,8 +513,8 @@ func (f *fetcher) headers(folder string, validity uint32, uids []imap.UID) (map[
 }
 
 // messages fetches the headers of uids, screens them, and fetches the accepted ones in
-// full; next are the UIDs whose headers to prefetch with the bodies.
-func (f *fetcher) messages(folder string, validity uint32, uids, next []imap.UID) error {
+// full (or takes them from the prefetch).
+func (f *fetcher) messages(folder string, validity uint32, uids []imap.UID) error {
 	fetched, err := f.headers(folder, validity, uids)
 	if err != nil {
 		return err
@@ -467,26 +540,39 @@ func (f *fetcher) messages(folder string, validity uint32, uids, next []imap.UID
 	// A server may fail to cut the header of a malformed message (imapmemserver does):
 	// read those from the whole message, which they then do not fetch again.
 	full := make(map[imap.UID][]byte)
-	if len(headerless) > 0 {
-		err := f.fetchFull(headerless, func(uid imap.UID, raw []byte) {
-			b := fetched[uid].buf
-			e, err := headerOnly(folder, validity, uid, raw)
-			if err != nil {
-				id := providerID(folder, validity, uid)
-				f.batch.Failed = append(f.batch.Failed, provider.FailedItem{
-					Ref: provider.ItemRef{Folder: folder, ID: id},
-					Err: provider.Permanent("imap parse", fmt.Errorf("%s: %w", id, err)),
-				})
-				return
-			}
-			e.Size = b.RFC822Size
-			e.ReceivedAt = b.InternalDate
-			emails[uid] = e
+	var unfetched []imap.UID
+	for _, uid := range headerless {
+		if raw := f.pre.body(folder, validity, uid); raw != nil {
 			full[uid] = raw
-		})
-		if err != nil {
+		} else {
+			unfetched = append(unfetched, uid)
+		}
+	}
+	if len(unfetched) > 0 {
+		if err := f.fetchFull(unfetched, func(uid imap.UID, raw []byte) { full[uid] = raw }); err != nil {
 			return err
 		}
+	}
+	for _, uid := range headerless {
+		raw := full[uid]
+		if raw == nil {
+			continue // expunged since
+		}
+		e, err := headerOnly(folder, validity, uid, raw)
+		if err != nil {
+			id := providerID(folder, validity, uid)
+			f.batch.Failed = append(f.batch.Failed, provider.FailedItem{
+				Ref: provider.ItemRef{Folder: folder, ID: id},
+				Err: provider.Permanent("imap parse", fmt.Errorf("%s: %w", id, err)),
+			})
+			delete(full, uid)
+			putRaw(raw)
+			continue
+		}
+		b := fetched[uid].buf
+		e.Size = b.RFC822Size
+		e.ReceivedAt = b.InternalDate
+		emails[uid] = e
 	}
 
 	var candidates []*crmsync.Email
@@ -502,6 +588,7 @@ func (f *fetcher) messages(folder string, validity uint32, uids, next []imap.UID
 	if err != nil {
 		return err
 	}
+	f.c.acceptedAll = len(accepted) == len(candidates)
 
 	// Parse the accepted messages as their bodies arrive, and add them in UID order.
 	parsed := make(map[imap.UID]bool)
@@ -521,24 +608,26 @@ func (f *fetcher) messages(folder string, validity uint32, uids, next []imap.UID
 		}
 	}
 	var want []imap.UID
+	ahead := make(map[imap.UID][]byte)
 	for _, uid := range uids {
 		e := emails[uid]
 		switch {
 		case e == nil || !accepted[e]:
+			if raw := full[uid]; raw != nil {
+				putRaw(raw)
+			}
 		case full[uid] != nil:
 			parse(uid, full[uid])
 			putRaw(full[uid])
 		default:
+			if raw := f.pre.body(folder, validity, uid); raw != nil {
+				ahead[uid] = raw
+			}
 			want = append(want, uid)
 		}
 	}
 	if len(want) > 0 {
-		if len(next) > 0 {
-			// Sent first, the next batch's headers are answered first and parsed while
-			// this batch's bodies arrive.
-			f.startPrefetch(folder, validity, next)
-		}
-		if err := f.fetchBodies(folder, want, emails, parsed); err != nil {
+		if err := f.fetchBodies(folder, want, ahead, emails, parsed); err != nil {
 			return err
 		}
 	}
@@ -559,11 +648,11 @@ func (f *fetcher) messages(folder string, validity uint32, uids, next []imap.UID
 	return nil
 }
 
-// fetchBodies fetches the bodies of uids and parses them into their emails on other
-// goroutines while the next bodies arrive, so that the connection and the parsing
-// overlap instead of taking turns. An email that cannot be parsed is reported in the
-// batch's Failed and removed from emails.
-func (f *fetcher) fetchBodies(folder string, uids []imap.UID, emails map[imap.UID]*crmsync.Email, parsed map[imap.UID]bool) error {
+// fetchBodies parses the whole messages of uids into their emails on other goroutines:
+// those in ahead (fetched ahead) first, while the others are fetched, so that the
+// connection and the parsing overlap instead of taking turns. An email that cannot be
+// parsed is reported in the batch's Failed and removed from emails.
+func (f *fetcher) fetchBodies(folder string, uids []imap.UID, ahead map[imap.UID][]byte, emails map[imap.UID]*crmsync.Email, parsed map[imap.UID]bool) error {
 	type job struct {
 		uid imap.UID
 		raw []byte
@@ -586,12 +675,24 @@ func (f *fetcher) fetchBodies(folder string, uids []imap.UID, emails map[imap.UI
 			}
 		})
 	}
-	err := f.fetchFull(uids, func(uid imap.UID, raw []byte) {
+	got := func(uid imap.UID, raw []byte) {
 		if e := emails[uid]; e != nil && !parsed[uid] {
 			parsed[uid] = true
 			jobs <- job{uid, raw, e}
 		}
-	})
+	}
+	var rest []imap.UID
+	for _, uid := range uids {
+		if raw := ahead[uid]; raw != nil {
+			got(uid, raw)
+		} else {
+			rest = append(rest, uid)
+		}
+	}
+	var err error
+	if len(rest) > 0 {
+		err = f.fetchFull(rest, got)
+	}
 	close(jobs)
 	wg.Wait()
 	close(results)
@@ -652,13 +753,18 @@ func (f *fetcher) screen(candidates []*crmsync.Email) (map[*crmsync.Email]bool, 
 	return accepted, nil
 }
 
+// fullFetch is what a FETCH of whole messages asks.
+var fullFetch = &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{fullSection}}
+
 // fetchFull fetches whole messages (BODY.PEEK[]) and hands each to got as it arrives,
 // so that one message at a time is held in memory. The bytes come from getRaw: got may
 // give them back with putRaw once nothing refers to them any more.
 func (f *fetcher) fetchFull(uids []imap.UID, got func(uid imap.UID, raw []byte)) error {
-	cmd := f.cl.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{
-		UID: true, BodySection: []*imap.FetchItemBodySection{fullSection},
-	})
+	return readFull(f.cl, f.cl.Fetch(imap.UIDSetNum(uids...), fullFetch), got)
+}
+
+// readFull reads the answer to a FETCH of whole messages, as fetchFull describes.
+func readFull(cl *imapclient.Client, cmd *imapclient.FetchCommand, got func(uid imap.UID, raw []byte)) error {
 	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
 		var uid imap.UID
 		var raw []byte
@@ -686,7 +792,7 @@ func (f *fetcher) fetchFull(uids []imap.UID, got func(uid imap.UID, raw []byte))
 			// the literal fails, and Next and Close would read the literal again to
 			// discard it, racing with that reader: close the client first, which waits
 			// for its reader to stop.
-			f.cl.Close()
+			cl.Close()
 			if err := cmd.Close(); err != nil {
 				return err
 			}
