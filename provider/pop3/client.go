@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +28,11 @@ const (
 	DefaultMaxMessageSize = 256 << 20
 	// maxListing bounds the lines of one CAPA, LIST or UIDL listing.
 	maxListing = 1 << 21
+	// readBufferSize is the size of a Client's read buffer: large enough that a
+	// message arrives in a few reads, not one per 4 KB.
+	readBufferSize = 32 << 10
+	// maxPresize bounds the buffer a message is read into before its bytes arrive.
+	maxPresize = 16 << 20
 )
 
 // ErrProtocol is wrapped by the errors of a server that does not speak POP3 as RFC 1939
@@ -46,12 +50,14 @@ var ErrTooLarge = errors.New("pop3: message larger than the client's limit")
 var ErrClosed = errors.New("pop3: connection closed")
 
 // Client is a POP3 client connection (RFC 1939, with RFC 2449 CAPA and RFC 2595 STLS).
-// Its methods send one command each and wait for the answer; an -ERR answer is an
-// *Error and leaves the connection usable, any other error (network, timeout, protocol)
-// closes it. Every method takes a context: its deadline bounds the command, and
-// canceling it aborts the command (closing the connection).
+// Its methods send one command each and wait for the answer, but for TopMany and
+// RetrMany, which send one command per message and pipeline them when the server
+// offers PIPELINING. An -ERR answer is an *Error and leaves the connection usable, any
+// other error (network, timeout, protocol) closes it. Every method takes a context:
+// its deadline bounds the command, and canceling it aborts the command (closing the
+// connection).
 //
-// A Client runs one command at a time; Close may be called from any goroutine.
+// A Client runs one method at a time; Close may be called from any goroutine.
 type Client struct {
 	// Timeout bounds each wait for the server: a read or write that makes no progress
 	// for this long fails with a timeout error. Zero means only the context bounds it.
@@ -60,12 +66,14 @@ type Client struct {
 	// means DefaultMaxMessageSize.
 	MaxMessageSize int64
 
-	dc       *deadlineConn // the raw connection, with deadlines from the command's context
-	host     string        // the host dialed, for StartTLS's ServerName
-	text     *textproto.Conn
-	greeting string
-	greeted  bool
-	caps     Capabilities // nil until CAPA was asked since the last state change
+	dc         *deadlineConn // the raw connection, with deadlines from the command's context
+	host       string        // the host dialed, for StartTLS's ServerName
+	r          *bufio.Reader // answers, from conn
+	w          *bufio.Writer // commands, to conn
+	greeting   string
+	greeted    bool
+	caps       Capabilities // nil until CAPA was asked since the last state change
+	pipelining bool         // the last CAPA answer listed PIPELINING (RFC 2449)
 
 	mu   sync.Mutex
 	conn net.Conn // what commands are written to: dc, or TLS over dc
@@ -135,11 +143,18 @@ func NewClient(conn net.Conn) *Client {
 }
 
 func newClient(dc *deadlineConn, conn net.Conn) *Client {
-	c := &Client{dc: dc, conn: conn, text: textproto.NewConn(conn)}
+	c := &Client{dc: dc, conn: conn}
+	c.setConn(conn)
 	if addr := conn.RemoteAddr(); addr != nil {
 		c.host = hostOf(addr.String())
 	}
 	return c
+}
+
+// setConn makes conn the connection answers are read from and commands written to.
+func (c *Client) setConn(conn net.Conn) {
+	c.r = bufio.NewReaderSize(conn, readBufferSize)
+	c.w = bufio.NewWriter(conn)
 }
 
 // tlsConfigFor returns a copy of cfg (nil: a default) whose empty ServerName is host.
@@ -192,7 +207,9 @@ func (c *Client) TLS() (tls.ConnectionState, bool) {
 // Capabilities returns the server's capabilities (CAPA, RFC 2449), asking once per
 // state: the answer is kept until StartTLS or a login changes what the server offers.
 // A server without CAPA answers -ERR; Capabilities then returns an empty set and no
-// error.
+// error. Whether the answer lists PIPELINING decides how TopMany and RetrMany send
+// their commands, until the next answer (or StartTLS, after which the server has yet
+// to say).
 func (c *Client) Capabilities(ctx context.Context) (Capabilities, error) {
 	if c.caps != nil {
 		return c.caps, nil
@@ -209,12 +226,13 @@ func (c *Client) Capabilities(ctx context.Context) (Capabilities, error) {
 	var perr *Error
 	switch {
 	case errors.As(err, &perr):
-		c.caps = Capabilities{}
+		c.caps, c.pipelining = Capabilities{}, false
 		return c.caps, nil
 	case err != nil:
 		return nil, err
 	}
 	c.caps = parseCapabilities(lines)
+	c.pipelining = c.caps.Has("PIPELINING")
 	return c.caps, nil
 }
 
@@ -230,7 +248,7 @@ func (c *Client) StartTLS(ctx context.Context, cfg *tls.Config) error {
 		}
 		// Anything the server sent after +OK would be read as if it came over TLS: a
 		// STARTTLS injection. Refuse it.
-		if c.text.R.Buffered() > 0 {
+		if c.r.Buffered() > 0 {
 			return fmt.Errorf("%w: data after the STLS answer, before the TLS handshake", ErrProtocol)
 		}
 		tc := tls.Client(c.dc, cfg)
@@ -240,8 +258,8 @@ func (c *Client) StartTLS(ctx context.Context, cfg *tls.Config) error {
 		c.mu.Lock()
 		c.conn = tc
 		c.mu.Unlock()
-		c.text = textproto.NewConn(tc)
-		c.caps = nil
+		c.setConn(tc)
+		c.caps, c.pipelining = nil, false
 		return nil
 	})
 }
@@ -509,21 +527,47 @@ func (c *Client) listing(ctx context.Context, verb string, line func(string) err
 
 // message runs TOP or RETR and reads the message that follows +OK.
 func (c *Client) message(ctx context.Context, verb string, args ...string) ([]byte, error) {
-	limit := c.MaxMessageSize
-	if limit <= 0 {
-		limit = DefaultMaxMessageSize
-	}
-	var buf bytes.Buffer
+	var msg []byte
 	err := c.do(ctx, verb, func() error {
-		if _, err := c.command(verb, append([]string{verb}, args...)...); err != nil {
+		if err := c.send(append([]string{verb}, args...)...); err != nil {
 			return err
 		}
-		return readData(c.text.R, &buf, limit)
+		var err error
+		msg, err = c.readMessage(verb, 0)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	return msg, nil
+}
+
+// maxMessageSize is MaxMessageSize or its default.
+func (c *Client) maxMessageSize() int64 {
+	if c.MaxMessageSize <= 0 {
+		return DefaultMaxMessageSize
+	}
+	return c.MaxMessageSize
+}
+
+// readMessage reads the answer to a TOP or RETR: the status line, and after +OK the
+// message, dot-unstuffed, into a buffer sized for sizeHint bytes (LIST's size, or 0
+// when unknown), grown if the message is larger. An -ERR answer is an *Error.
+func (c *Client) readMessage(verb string, sizeHint int64) ([]byte, error) {
+	line, err := c.readLine()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := parseStatus(verb, line); err != nil {
+		return nil, err
+	}
+	limit := c.maxMessageSize()
+	// LIST counts the octets of the message as the server stores it; leave a little
+	// room for a server that counts a few differently, so that the buffer need not
+	// grow. A lying LIST cannot make it allocate more than the limit, nor more than
+	// maxPresize ahead of what actually arrives.
+	capacity := min(max(sizeHint, 0)+512, limit+3, maxPresize)
+	return readData(c.r, make([]byte, 0, capacity), limit)
 }
 
 // command sends a command line and reads its status line. verb names the command in
@@ -547,13 +591,15 @@ func (c *Client) send(words ...string) error {
 			return errors.New("pop3: a command argument holds a line break or NUL")
 		}
 	}
-	return c.text.PrintfLine("%s", strings.Join(words, " "))
+	c.w.WriteString(strings.Join(words, " "))
+	c.w.WriteString("\r\n")
+	return c.w.Flush()
 }
 
 // readLine reads one response line, at most MaxLineLength bytes with its line end, and
 // returns it without the line end.
 func (c *Client) readLine() (string, error) {
-	return readLine(c.text.R)
+	return readLine(c.r)
 }
 
 func readLine(r *bufio.Reader) (string, error) {
@@ -602,33 +648,31 @@ func (c *Client) readListing() ([]string, error) {
 	}
 }
 
-// readData copies a multi-line answer from r to w up to the terminating ".",
-// dot-unstuffed, keeping the line ends as they are. Lines are streamed, not bounded;
-// the whole is bounded by limit bytes on the wire.
-func readData(r *bufio.Reader, w io.Writer, limit int64) error {
+// readData appends a multi-line answer from r to dst up to the terminating ".",
+// dot-unstuffed, keeping the line ends as they are, and returns the extended slice.
+// Lines are streamed, not bounded; the whole is bounded by limit bytes on the wire.
+func readData(r *bufio.Reader, dst []byte, limit int64) ([]byte, error) {
 	var read int64
 	lineStart := true
 	for {
 		chunk, err := r.ReadSlice('\n')
 		read += int64(len(chunk))
 		if read > limit+3 { // the terminating ".\r\n" does not count
-			return fmt.Errorf("%w (%d bytes)", ErrTooLarge, limit)
+			return nil, fmt.Errorf("%w (%d bytes)", ErrTooLarge, limit)
 		}
 		if err != nil && err != bufio.ErrBufferFull {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return err
+			return nil, err
 		}
 		if lineStart && len(chunk) > 0 && chunk[0] == '.' {
 			if rest := chunk[1:]; string(rest) == "\r\n" || string(rest) == "\n" {
-				return nil
+				return dst, nil
 			}
 			chunk = chunk[1:]
 		}
-		if _, werr := w.Write(chunk); werr != nil {
-			return werr
-		}
+		dst = append(dst, chunk...)
 		lineStart = err == nil // ReadSlice stopped at '\n', not at a full buffer
 	}
 }

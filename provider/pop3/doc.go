@@ -5,7 +5,10 @@
 //
 // Client is usable on its own: Dial, DialTLS or NewClient, then one method per
 // command (Capabilities, StartTLS, User, Pass, AuthPlain, Stat, List, Uidl, Top, Retr,
-// Dele, Rset, Noop, Quit). Every method takes a context whose deadline bounds it and
+// Dele, Rset, Noop, Quit). TopMany and RetrMany read many messages, pipelining their
+// commands (RFC 2449 PIPELINING) when the server offers it, with a bounded number of
+// them unanswered, so that the client never blocks writing to a server that waits for
+// it to read. Every method takes a context whose deadline bounds it and
 // whose cancellation aborts it; Client.Timeout bounds each wait for the server.
 // Response lines are bounded (MaxLineLength), messages are dot-unstuffed and bounded
 // (Client.MaxMessageSize), and an -ERR answer is an *Error carrying the command's verb
@@ -52,7 +55,10 @@
 // A POP3 session sees the maildrop as it was at login, so each FetchIncoming opens a
 // session, reads UIDL and LIST once, the headers of new messages with TOP n 0, the
 // accepted messages with RETR, and QUITs; after a batch with More, the session and its
-// listing are kept for the next batch.
+// listing are kept for the next batch. Where the server offers PIPELINING, the TOP
+// commands of a batch go out together, then its RETR commands: a batch costs a few
+// round trips, not two per message. The messages are parsed on other goroutines while
+// the next ones arrive.
 //
 // Errors are classified at the boundary: credentials refused ([AUTH], or -ERR to
 // USER/PASS) are auth errors; [IN-USE], [SYS/TEMP] and network failures transient; a

@@ -47,6 +47,45 @@ func ExampleClient() {
 	}
 }
 
+// Reading the whole maildrop in few round trips: RetrMany pipelines its RETR commands
+// when the server's capabilities list PIPELINING, so ask for them first.
+func ExampleClient_RetrMany() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cl, err := pop3.DialTLS(ctx, "pop.example.test:995", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cl.Close()
+	caps, err := cl.Capabilities(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("pipelined:", caps.Has("PIPELINING"))
+	if err := cl.AuthPlain(ctx, "ann@example.test", "secret"); err != nil {
+		log.Fatal(err)
+	}
+	sizes, err := cl.List(ctx) // the sizes size the buffers the messages are read into
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = cl.RetrMany(ctx, sizes, func(i int, msg []byte, err error) error {
+		if err != nil {
+			// This message only: another session deleted it, say. The rest are read.
+			fmt.Printf("message %d: %v\n", sizes[i].Number, err)
+			return nil
+		}
+		fmt.Printf("message %d: %d bytes\n", sizes[i].Number, len(msg))
+		return nil
+	})
+	if err != nil {
+		log.Fatal(err) // the connection broke, or the context ended: it is closed
+	}
+	if err := cl.Quit(ctx); err != nil {
+		log.Fatal(err)
+	}
+}
+
 // The provider: a Dialer for POP3 profiles. Outgoing email goes through the SMTP
 // sender of provider/smtp, with the profile's outgoing endpoint.
 func ExampleNewDialer() {

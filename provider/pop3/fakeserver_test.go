@@ -29,19 +29,20 @@ type fakeServer struct {
 	wg   sync.WaitGroup
 
 	// Set before the first connection.
-	tlsConfig   *tls.Config // offers STLS when set (unless noSTLS)
-	implicitTLS bool        // the listener speaks TLS from the first byte
-	greeting    string      // default "+OK fake POP3 ready"
-	noCAPA      bool
-	noUIDL      bool
-	noTOP       bool
-	noSTLS      bool // STLS not in CAPA, and refused
-	refuseSTLS  bool // STLS in CAPA, but refused
-	noUSER      bool // only AUTH PLAIN
-	extraCaps   []string
-	passReply   string                                             // the answer to PASS, whatever the password
-	onRetr      func(nc net.Conn, n int, raw []byte) bool          // handles RETR n itself when it returns true
-	onCommand   func(nc net.Conn, verb, arg string) (string, bool) // answers a command itself when it returns true
+	tlsConfig    *tls.Config // offers STLS when set (unless noSTLS)
+	implicitTLS  bool        // the listener speaks TLS from the first byte
+	greeting     string      // default "+OK fake POP3 ready"
+	noCAPA       bool
+	noUIDL       bool
+	noTOP        bool
+	noSTLS       bool // STLS not in CAPA, and refused
+	refuseSTLS   bool // STLS in CAPA, but refused
+	noUSER       bool // only AUTH PLAIN
+	noPipelining bool // PIPELINING not in CAPA
+	extraCaps    []string
+	passReply    string                                             // the answer to PASS, whatever the password
+	onRetr       func(nc net.Conn, n int, raw []byte) bool          // handles RETR n itself when it returns true
+	onCommand    func(nc net.Conn, verb, arg string) (string, bool) // answers a command itself when it returns true
 
 	mu      sync.Mutex
 	users   map[string]string
@@ -50,6 +51,11 @@ type fakeServer struct {
 	logins  int
 	conns   map[net.Conn]bool
 	deleted int // messages deleted by QUIT
+	// queued is, for each command received, how many more commands the client had
+	// already sent when the server read it (the ones in its read buffer): 0 for a
+	// client that waits for each answer, up to the pipeline's depth for one that
+	// pipelines.
+	queued []int
 }
 
 type fakeMsg struct {
@@ -136,6 +142,18 @@ func (s *fakeServer) count(verb string) int {
 	return n
 }
 
+// maxQueued returns the most commands the client had sent ahead of one the server
+// read: 0 when it never pipelined.
+func (s *fakeServer) maxQueued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := 0
+	for _, q := range s.queued {
+		m = max(m, q)
+	}
+	return m
+}
+
 func (s *fakeServer) loginCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -171,7 +189,8 @@ func (s *fakeServer) caps(tlsOn bool) []string {
 	var out []string
 	for _, v := range c {
 		switch {
-		case v == "UIDL" && s.noUIDL, v == "TOP" && s.noTOP, v == "USER" && s.noUSER:
+		case v == "UIDL" && s.noUIDL, v == "TOP" && s.noTOP, v == "USER" && s.noUSER,
+			v == "PIPELINING" && s.noPipelining:
 			continue
 		}
 		out = append(out, v)
@@ -212,8 +231,10 @@ func (s *fakeServer) serve(nc net.Conn) {
 		line = strings.TrimRight(line, "\r\n")
 		verb, arg, _ := strings.Cut(line, " ")
 		verb = strings.ToUpper(verb)
+		ahead, _ := ss.r.Peek(ss.r.Buffered())
 		s.mu.Lock()
 		s.log = append(s.log, verb)
+		s.queued = append(s.queued, bytes.Count(ahead, []byte("\n")))
 		s.mu.Unlock()
 		if s.onCommand != nil {
 			if reply, ok := s.onCommand(ss.nc, verb, arg); ok {

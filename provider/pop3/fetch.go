@@ -2,7 +2,6 @@ package pop3
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -36,7 +35,10 @@ type candidate struct {
 // It reads UIDL and LIST once per session, then each new message's header with TOP n 0
 // (RETR where the server has no TOP), leaves out the messages received before
 // req.Since (by ReceivedAt: see the package documentation), asks req.Screen about the rest with
-// header-only emails, and downloads with RETR only the accepted ones. A message that
+// header-only emails, and downloads with RETR only the accepted ones, parsing them on
+// GOMAXPROCS goroutines while the next ones arrive. Where the server offers
+// PIPELINING, the TOP commands of the batch are pipelined, then its RETR commands, so
+// that a batch costs a few round trips whatever its size (see Client.TopMany). A message that
 // cannot be parsed, is gone, or is larger than Config.MaxMessageSize is reported in
 // Batch.Failed. The batch's cursor holds every UIDL looked at, screened in or out or
 // failed, and drops the UIDLs no longer on the server. An unreadable cursor is a
@@ -92,13 +94,8 @@ func (c *Conn) fetch(ctx context.Context, s *session, seen []string, req provide
 	if err != nil {
 		return nil, err
 	}
-	for i, cd := range candidates {
-		if !accepted[i] {
-			continue
-		}
-		if err := c.body(ctx, s, cd, req.AttachmentLimit, b); err != nil {
-			return nil, err
-		}
+	if err := c.bodies(ctx, s, candidates, accepted, req.AttachmentLimit, b); err != nil {
+		return nil, err
 	}
 
 	// The cursor: what it held and is still on the server, and what this batch looked at.
@@ -152,28 +149,17 @@ func (c *Conn) list(ctx context.Context, s *session) ([]listed, error) {
 // parsed, and received at or after req.Since. Messages whose header cannot be read go
 // to b.Failed; messages gone from the server are left out.
 func (c *Conn) headers(ctx context.Context, s *session, take []listed, req provider.FetchRequest, b *provider.Batch) ([]candidate, error) {
-	useTop := len(s.caps) == 0 || s.caps.Has("TOP")
+	heads, err := c.readHeaders(ctx, s, take)
+	if err != nil {
+		return nil, err
+	}
 	var out []candidate
-	for _, m := range take {
-		var raw, full []byte
-		var err error
-		if useTop {
-			raw, err = s.cl.Top(ctx, m.number, 0)
+	for i, m := range take {
+		h := heads[i]
+		if !h.read {
+			continue // gone
 		}
-		var perr *Error
-		if !useTop || errors.As(err, &perr) {
-			// No TOP, or TOP refused: the whole message gives the header too.
-			raw, err = s.cl.Retr(ctx, m.number)
-			full = raw
-		}
-		if errors.As(err, &perr) {
-			c.log.Debug("pop3 message gone before its header was read", "uidl", m.uid, "error", err)
-			continue
-		}
-		if err != nil {
-			return nil, c.classify("pop3 top", err, s)
-		}
-		e, err := headerEmail(raw, c.d.cfg.Clock.Now())
+		e, err := headerEmail(h.raw, c.d.cfg.Clock.Now())
 		if err != nil {
 			b.Failed = append(b.Failed, provider.FailedItem{
 				Ref: provider.ItemRef{Folder: Inbox, ID: m.uid},
@@ -185,9 +171,72 @@ func (c *Conn) headers(ctx context.Context, s *session, take []listed, req provi
 		if !req.Since.IsZero() && e.ReceivedAt.Before(req.Since) {
 			continue // received before the effective start
 		}
-		out = append(out, candidate{m: m, e: e, full: full})
+		cd := candidate{m: m, e: e}
+		if h.full {
+			cd.full = h.raw
+		}
+		out = append(out, cd)
 	}
 	return out, nil
+}
+
+// header is what was read of a message for its header.
+type header struct {
+	raw  []byte
+	read bool // false: the message is gone
+	full bool // raw is the whole message
+}
+
+// readHeaders reads the header of each message of take with TOP n 0, pipelined where
+// the server allows. A message the server has no TOP for, or refuses TOP for, is read
+// whole with RETR instead.
+func (c *Conn) readHeaders(ctx context.Context, s *session, take []listed) ([]header, error) {
+	heads := make([]header, len(take))
+	var whole []int // indexes in take to read whole
+	if len(s.caps) == 0 || s.caps.Has("TOP") {
+		nums := make([]int, len(take))
+		for i, m := range take {
+			nums[i] = m.number
+		}
+		err := s.cl.TopMany(ctx, nums, 0, func(i int, raw []byte, err error) error {
+			if err != nil {
+				whole = append(whole, i) // TOP refused: the whole message gives the header too
+			} else {
+				heads[i] = header{raw: raw, read: true}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, c.classify("pop3 top", err, s)
+		}
+	} else {
+		for i := range take {
+			whole = append(whole, i)
+		}
+	}
+	if len(whole) == 0 {
+		return heads, nil
+	}
+	msgs := make([]MessageSize, len(whole))
+	for j, i := range whole {
+		msgs[j] = MessageSize{Number: take[i].number, Size: take[i].size}
+		if msgs[j].Size > c.d.cfg.MaxMessageSize {
+			msgs[j].Size = 0 // a buffer that grows with what comes, not with what LIST claims
+		}
+	}
+	err := s.cl.RetrMany(ctx, msgs, func(j int, raw []byte, err error) error {
+		i := whole[j]
+		if err != nil {
+			c.log.Debug("pop3 message gone before its header was read", "uidl", take[i].uid, "error", err)
+			return nil
+		}
+		heads[i] = header{raw: raw, read: true, full: true}
+		return nil
+	})
+	if err != nil {
+		return nil, c.classify("pop3 top", err, s)
+	}
+	return heads, nil
 }
 
 // screen asks f about the candidates' header-only emails; nil accepts all. An error of
@@ -215,41 +264,6 @@ func screen(ctx context.Context, f provider.ScreenFunc, candidates []candidate) 
 		return nil, crmsync.Errorf(crmsync.KindPermanent, "pop3 screen", "the screen returned %d verdicts for %d messages", len(got), len(headers))
 	}
 	return got, nil
-}
-
-// body downloads an accepted message and parses it in full into b.Emails, or reports
-// it in b.Failed. Only a broken session is an error.
-func (c *Conn) body(ctx context.Context, s *session, cd candidate, attachmentLimit int64, b *provider.Batch) error {
-	e, m := cd.e, cd.m
-	failed := func(err error) {
-		b.Failed = append(b.Failed, provider.FailedItem{
-			Ref: provider.ItemRef{Folder: Inbox, ID: m.uid}, MessageID: e.MessageID, Err: err,
-		})
-	}
-	raw := cd.full
-	if raw == nil {
-		if m.size > c.d.cfg.MaxMessageSize {
-			failed(crmsync.Errorf(crmsync.KindPermanent, "pop3 retr", "%s: message %s of %s is larger than the %s the provider downloads",
-				c.who, m.uid, mailparse.ByteSize(m.size), mailparse.ByteSize(c.d.cfg.MaxMessageSize)))
-			return nil
-		}
-		var err error
-		raw, err = s.cl.Retr(ctx, m.number)
-		var perr *Error
-		if errors.As(err, &perr) {
-			failed(c.classify("pop3 retr", fmt.Errorf("message %s: %w", m.uid, err), s))
-			return nil
-		}
-		if err != nil {
-			return c.classify("pop3 retr", err, s)
-		}
-	}
-	if err := mailparse.ParseBody(e, raw, mailparse.Options{AttachmentLimit: attachmentLimit}); err != nil {
-		failed(provider.Permanent("pop3 parse", fmt.Errorf("%s: message %s: %w", c.who, m.uid, err)))
-		return nil
-	}
-	b.Emails = append(b.Emails, e)
-	return nil
 }
 
 // headerEmail returns the header-only email of a message, from its header (the answer

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestParseStatus(t *testing.T) {
@@ -93,14 +94,18 @@ func TestReadData(t *testing.T) {
 		{".\r\nafter\r\n", ""},
 	}
 	for _, tc := range tests {
-		var out bytes.Buffer
-		err := readData(bufio.NewReader(strings.NewReader(tc.in)), &out, 1<<20)
-		assert.NoError(t, err)
-		assert.Equal(t, tc.want, out.String())
+		for _, capacity := range []int{0, 3, len(tc.want), 2 * len(tc.want)} {
+			out, err := readData(bufio.NewReader(strings.NewReader(tc.in)), make([]byte, 0, capacity), 1<<20)
+			assert.NoError(t, err)
+			assert.Equal(t, tc.want, string(out), "buffer of %d bytes", capacity)
+		}
 	}
-	err := readData(bufio.NewReader(strings.NewReader("a\r\nno end")), &bytes.Buffer{}, 1<<20)
+	out, err := readData(bufio.NewReader(strings.NewReader("b\r\n.\r\n")), []byte("a"), 1<<20)
+	require.NoError(t, err)
+	assert.Equal(t, "ab\r\n", string(out), "appended")
+	_, err = readData(bufio.NewReader(strings.NewReader("a\r\nno end")), nil, 1<<20)
 	assert.Error(t, err)
-	err = readData(bufio.NewReader(strings.NewReader(long+"\r\n.\r\n")), &bytes.Buffer{}, 100)
+	_, err = readData(bufio.NewReader(strings.NewReader(long+"\r\n.\r\n")), nil, 100)
 	assert.ErrorIs(t, err, ErrTooLarge)
 }
 
@@ -109,15 +114,14 @@ func FuzzReadData(f *testing.F) {
 	f.Add([]byte(".\n"))
 	f.Add([]byte("x"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		var out bytes.Buffer
 		// A small buffer, so that long lines cross its boundary.
-		err := readData(bufio.NewReaderSize(bytes.NewReader(in), 16), &out, 1<<20)
+		out, err := readData(bufio.NewReaderSize(bytes.NewReader(in), 16), make([]byte, 0, len(in)/2), 1<<20)
 		want, ok := unstuff(in)
 		if ok != (err == nil) {
 			t.Fatalf("readData(%q) = %v, reference ok = %v", in, err, ok)
 		}
-		if ok && !bytes.Equal(out.Bytes(), want) {
-			t.Fatalf("readData(%q) = %q, want %q", in, out.Bytes(), want)
+		if ok && !bytes.Equal(out, want) {
+			t.Fatalf("readData(%q) = %q, want %q", in, out, want)
 		}
 	})
 }
@@ -141,4 +145,23 @@ func FuzzParseStatus(f *testing.F) {
 			t.Fatalf("parseStatus(%q) = %v", line, err)
 		}
 	})
+}
+
+// BenchmarkReadData reads a 25 KB message of 78-byte lines, the benchmark mailbox's
+// average, into a buffer sized from its LIST size.
+func BenchmarkReadData(b *testing.B) {
+	var msg bytes.Buffer
+	for msg.Len() < 25<<10 {
+		msg.WriteString(strings.Repeat("x", 76) + "\r\n")
+	}
+	wire := append(append([]byte(nil), msg.Bytes()...), ".\r\n"...)
+	r := bufio.NewReaderSize(bytes.NewReader(nil), readBufferSize)
+	b.SetBytes(int64(len(wire)))
+	for b.Loop() {
+		r.Reset(bytes.NewReader(wire))
+		out, err := readData(r, make([]byte, 0, msg.Len()+512), 1<<30)
+		if err != nil || len(out) != msg.Len() {
+			b.Fatal(err, len(out))
+		}
+	}
 }
