@@ -40,5 +40,6 @@ fuzz ./provider/mailparse FuzzParseHeader
 fuzz ./provider/mailparse FuzzParseAddressList
 fuzz ./provider/mailparse FuzzParseDate
 fuzz ./provider/mailparse FuzzMIMEHeader
+fuzz ./provider/mailparse FuzzMultipart
 fuzz ./filter FuzzTokenFind
 fuzz ./filter FuzzParseFilter

@@ -8,7 +8,6 @@ import (
 	"io"
 	"mime"
 	"strings"
-	"sync"
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
@@ -23,28 +22,6 @@ const maxMIMEDepth = 32
 type bodyParser struct {
 	e     *crmsync.Email
 	limit int64
-	buf   *bytes.Buffer // the encoded bytes of the leaf part being read, reused from part to part
-}
-
-// bufPool holds the parsers' part buffers, so that parsing a stream of messages
-// allocates only what the emails keep.
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-// maxPooledBuffer bounds the buffers kept for reuse: one huge part does not pin its
-// buffer's memory for the life of the process.
-const maxPooledBuffer = 4 << 20
-
-func newBodyParser(e *crmsync.Email, limit int64) *bodyParser {
-	return &bodyParser{e: e, limit: limit, buf: bufPool.Get().(*bytes.Buffer)}
-}
-
-// release returns the parser's buffer to the pool; the parser is not used again.
-func (p *bodyParser) release() {
-	if p.buf.Cap() <= maxPooledBuffer {
-		p.buf.Reset()
-		bufPool.Put(p.buf)
-	}
-	p.buf = nil
 }
 
 // source is the raw (still transfer-encoded) body of an entity, and the error that cut
@@ -87,6 +64,33 @@ func (p *bodyParser) entity(h message.Header, body source, depth int) error {
 		p.note("MIME parts nested deeper than %d levels were not read", maxMIMEDepth)
 		return nil
 	}
+	if body.err != nil {
+		return p.streamedParts(body, boundary, depth)
+	}
+	// The body is in memory: each part's body is a slice of it, read in place.
+	mr := newMultipartSplitter(body.data, boundary)
+	for n := 0; ; n++ {
+		h, src, err := mr.next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			if n == 0 {
+				return err
+			}
+			p.note("the rest of the message could not be read: %v", err)
+			return nil
+		}
+		if err := p.entity(message.Header{Header: h}, src, depth+1); err != nil {
+			p.note("a part of the message could not be read: %v", err)
+		}
+	}
+}
+
+// streamedParts reads the parts of a multipart body that was cut short (a part of a
+// broken multipart), through go-message's reader, which meets the error where the
+// bytes end.
+func (p *bodyParser) streamedParts(body source, boundary string, depth int) error {
 	mr := textproto.NewMultipartReader(body.reader(), boundary)
 	for n := 0; ; n++ {
 		part, err := mr.NextPart()
@@ -100,17 +104,9 @@ func (p *bodyParser) entity(h message.Header, body source, depth int) error {
 			p.note("the rest of the message could not be read: %v", err)
 			return nil
 		}
-		ph := message.Header{Header: part.Header}
 		var src source
-		if pt, _ := contentType(ph); strings.HasPrefix(pt, "multipart/") {
-			// A nested multipart gets bytes of its own: the buffer is its leaves'.
-			src.data, src.err = io.ReadAll(part)
-		} else {
-			p.buf.Reset()
-			_, src.err = p.buf.ReadFrom(part)
-			src.data = p.buf.Bytes()
-		}
-		if err := p.entity(ph, src, depth+1); err != nil {
+		src.data, src.err = io.ReadAll(part)
+		if err := p.entity(message.Header{Header: part.Header}, src, depth+1); err != nil {
 			p.note("a part of the message could not be read: %v", err)
 		}
 	}

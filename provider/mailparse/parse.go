@@ -98,8 +98,7 @@ func ParseBody(e *crmsync.Email, raw []byte, opts Options) error {
 	if err != nil {
 		return err
 	}
-	p := newBodyParser(e, opts.AttachmentLimit)
-	defer p.release()
+	p := &bodyParser{e: e, limit: opts.AttachmentLimit}
 	if err := p.entity(h, source{data: body}, 0); err != nil {
 		// Nothing of the MIME structure could be read: keep what there is as text.
 		e.TextBody = validUTF8(string(bytes.TrimSpace(body)))
