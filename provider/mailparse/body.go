@@ -118,38 +118,39 @@ func (p *bodyParser) leaf(h message.Header, t string, params map[string]string, 
 	name := fileName(h, params, dparams)
 	isText := (t == "text/plain" || t == "text/html") && disp != "attachment" && name == ""
 
+	cte := transferEncoding(h.Get("Content-Transfer-Encoding"))
+
+	// The common case in one pass over the bytes in hand: no transfer encoding or
+	// well-formed base64, and text in UTF-8 (or no text at all). Everything else, and
+	// what this cannot decode, goes through go-message's readers, which say what is
+	// wrong with it.
+	data, fresh, ok := decodeTransfer(cte, raw)
+	if ok && (!strings.HasPrefix(t, "text/") || isUTF8Charset(params)) {
+		if isText {
+			p.addText(string(data), t, params)
+			return
+		}
+		if !fresh {
+			data = bytes.Clone(data)
+		}
+		p.addAttachment(h, t, name, data, 0, nil)
+		return
+	}
+
 	// Let go-message undo the transfer encoding and the charset, from repaired fields.
 	h = message.Header{Header: h.Header.Copy()}
-	cte := transferEncoding(h.Get("Content-Transfer-Encoding"))
 	if cte != "" {
 		h.Set("Content-Transfer-Encoding", cte)
 	}
 	if h.Get("Content-Type") != "" {
 		setContentType(&h, t, params)
 	}
-
-	// The common case in one pass over the bytes in hand: no transfer encoding or
-	// well-formed base64, and text in UTF-8 (or no text at all). Everything else, and
-	// what this cannot decode, goes through go-message's readers, which say what is
-	// wrong with it.
-	if data, fresh, ok := decodeTransfer(cte, raw); ok {
+	if ok { // decoded already: only the charset is left to go-message
 		plain := message.Header{Header: h.Header.Copy()}
 		plain.Del("Content-Transfer-Encoding")
-		r := bytes.NewReader(data)
-		ent, err := message.New(plain, r)
+		ent, err := message.New(plain, bytes.NewReader(data))
 		if err != nil {
 			p.entityNote(err, h, params)
-		}
-		if ent.Body == r { // no charset to convert: the bytes are the content
-			if isText {
-				p.addText(string(data), t, params)
-				return
-			}
-			if !fresh {
-				data = bytes.Clone(data)
-			}
-			p.addAttachment(h, t, name, data, 0, nil)
-			return
 		}
 		if isText {
 			p.text(ent.Body, t, params)
@@ -171,6 +172,14 @@ func (p *bodyParser) leaf(h message.Header, t string, params map[string]string, 
 		return
 	}
 	p.attachment(h, ent.Body, t, name)
+}
+
+// isUTF8Charset reports whether a text part's charset needs no conversion: none
+// declared, UTF-8 or US-ASCII (the ones go-message passes through as they are).
+func isUTF8Charset(params map[string]string) bool {
+	cs, ok := params["charset"]
+	cs = strings.ToLower(cs) // as go-message compares it
+	return !ok || cs == "utf-8" || cs == "us-ascii"
 }
 
 // entityNote notes why go-message could not fully decode a part.
