@@ -383,3 +383,41 @@ func secName(s crmsync.Security) string {
 	}
 	return fmt.Sprintf("security%d", s)
 }
+
+// A reset while the next batch's bodies come ahead loses nothing: whichever FETCH it
+// cuts, a batch either fails (and the next cycle resumes from the last good cursor) or
+// returns its messages; none passes for expunged. Every message is returned once.
+func TestDovecotResetWhileFetchingAhead(t *testing.T) {
+	env := testenv.MailServers(t)
+	addr := env.AddUser(t, "reset-ahead")
+	ids := dcDeliverN(t, env, addr, "ahead", 40)
+	for _, nth := range []int{3, 4} { // the bodies of batch 3, fetched ahead during batch 2, or of batch 4
+		t.Run(fmt.Sprintf("reset in body FETCH %d", nth), func(t *testing.T) {
+			p := newTapProxy(t, env.IMAPAddr)
+			p.resetOnFullFetch, p.resetAfter = nth, 3000
+			tg := dcTarget(t, env, crmsync.Endpoint{Host: "127.0.0.1", Port: p.port(), Security: crmsync.SecurityPlaintext}, addr, env.Password)
+			var got []string
+			var cursor []byte
+			failures := 0
+			c := dcConn(t, env, tg)
+			for range 20 {
+				b, err := c.FetchIncoming(dcCtx(t), provider.FetchRequest{Cursor: cursor, Max: 10})
+				if err != nil {
+					assertKind(t, crmsync.KindTransient, err, "FetchIncoming cut by a reset")
+					failures++
+					c = dcConn(t, env, tg) // the engine's next cycle
+					continue
+				}
+				require.Empty(t, b.Failed)
+				got = append(got, messageIDs(b.Emails)...)
+				cursor = b.Cursor
+				if !b.More {
+					break
+				}
+			}
+			assert.EqualValues(t, 1, p.resets.Load(), "the proxy reset the connection once")
+			assert.Equal(t, 1, failures, "one batch failed")
+			assert.Equal(t, ids, got, "every message once, in order")
+		})
+	}
+}

@@ -380,17 +380,21 @@ func parseHeaders(folder string, validity uint32, bufs []*imapclient.FetchMessag
 	return out
 }
 
-// prefetch is what a cycle's next batch will most likely read, asked for ahead: the
-// header FETCH of its UIDs, pipelined with the current batch's FETCHes so that the
-// server answers it with no round trip of its own and its headers are parsed while the
-// current bodies arrive; and, when the screen accepted every message of the last batch
-// (an initial ingest, say) and these messages fit in Config.PrefetchBytes, their
-// bodies too, asked for as soon as the headers tell their sizes, so that they arrive
-// while the engine stores the current batch. The next FetchIncoming takes what it can
-// use of it; the screen still sees every header before anything is tracked.
+// prefetch is what a cycle's next batch will most likely read, asked for ahead,
+// pipelined with the current batch's FETCHes so that the server answers it with no
+// round trip of its own:
 //
-// The Conn owns it: its goroutine has ended before any other use of the session, and
-// before Close returns; the FetchIncoming that takes it waits for it before returning.
+//   - when the screen accepted every message of the last batch (an initial ingest, say),
+//     their sizes, and then, if they fit in Config.PrefetchBytes, the whole messages,
+//     which arrive while the engine stores the current batch; their headers are read
+//     from them, so the server reads each message once;
+//   - otherwise (or when they do not fit), their headers, parsed while the current
+//     bodies arrive.
+//
+// The next FetchIncoming takes what it can use of it; its screen still sees every
+// header before anything is tracked. The Conn owns it: its goroutine has ended before
+// any other use of the session, and before Close returns; the FetchIncoming that takes
+// it waits for it before returning.
 type prefetch struct {
 	folder      string
 	validity    uint32
@@ -402,48 +406,93 @@ type prefetch struct {
 	bodies      map[imap.UID][]byte // whole messages, from getRaw
 }
 
-// startPrefetch asks for the headers of uids, and their bodies when the last batch was
-// accepted whole; it does not wait for the answers.
+// sizeFetch asks what decides whether whole messages may come ahead.
+var sizeFetch = &imap.FetchOptions{UID: true, InternalDate: true, RFC822Size: true}
+
+// startPrefetch asks ahead for uids, as prefetch describes; it does not wait for the
+// answers.
 func (f *fetcher) startPrefetch(folder string, validity uint32, uids []imap.UID) {
 	cl, since, limit := f.cl, f.req.Since, f.c.d.cfg.PrefetchBytes
-	if !f.c.acceptedAll {
-		limit = 0
-	}
-	cmd := cl.Fetch(imap.UIDSetNum(uids...), headerFetch)
 	p := &prefetch{folder: folder, validity: validity, uids: uids,
 		headersDone: make(chan struct{}), done: make(chan struct{})}
+	f.c.prefetch = p
+	if !f.c.acceptedAll || limit <= 0 {
+		cmd := cl.Fetch(imap.UIDSetNum(uids...), headerFetch)
+		go func() {
+			defer close(p.done)
+			p.fetchHeaders(cmd)
+		}()
+		return
+	}
+	cmd := cl.Fetch(imap.UIDSetNum(uids...), sizeFetch)
 	go func() {
 		defer close(p.done)
-		bufs, err := cmd.Collect()
+		sizes, err := cmd.Collect()
 		if err != nil {
 			p.err = err
 			close(p.headersDone)
 			return
 		}
-		// The bodies are asked for before the headers are parsed: the server
-		// starts on them one round trip after its last answer.
 		var ahead []imap.UID
 		var size int64
-		for _, b := range bufs {
+		for _, b := range sizes {
 			if b.UID != 0 && (since.IsZero() || b.InternalDate.IsZero() || !b.InternalDate.Before(since)) {
 				ahead = append(ahead, b.UID)
 				size += b.RFC822Size
 			}
 		}
-		var body *imapclient.FetchCommand
-		if limit > 0 && len(ahead) > 0 && size <= limit {
-			body = cl.Fetch(imap.UIDSetNum(ahead...), fullFetch)
+		if len(ahead) == 0 || size > limit {
+			p.fetchHeaders(cl.Fetch(imap.UIDSetNum(uids...), headerFetch))
+			return
 		}
-		p.headers = parseHeaders(folder, validity, bufs)
+		// Each message's header is read from it as it arrives. A failure leaves the
+		// batch to fetch the headers itself, and to meet the error if the session
+		// broke: a message whose body did not come must not pass for expunged.
+		p.bodies = make(map[imap.UID][]byte, len(ahead))
+		parsed := make(map[imap.UID]*crmsync.Email, len(ahead))
+		err = readFull(cl, cl.Fetch(imap.UIDSetNum(ahead...), fullFetch), func(uid imap.UID, raw []byte) {
+			p.bodies[uid] = raw
+			if e, err := headerOnly(folder, validity, uid, raw); err == nil {
+				parsed[uid] = e
+			}
+		})
+		if err != nil {
+			p.err = err
+			close(p.headersDone)
+			return
+		}
+		asked := make(map[imap.UID]bool, len(ahead))
+		for _, uid := range ahead {
+			asked[uid] = true
+		}
+		p.headers = make(map[imap.UID]fetchedHeader, len(sizes))
+		for _, b := range sizes {
+			switch e := parsed[b.UID]; {
+			case b.UID == 0:
+			case e != nil:
+				e.Size = b.RFC822Size
+				e.ReceivedAt = b.InternalDate
+				p.headers[b.UID] = fetchedHeader{buf: b, e: e}
+			case p.bodies[b.UID] != nil || !asked[b.UID]:
+				// No readable header (the batch reports it), or received before
+				// Since (the batch leaves it out). A message asked for that did not
+				// come was expunged: left out.
+				p.headers[b.UID] = fetchedHeader{buf: b}
+			}
+		}
 		close(p.headersDone)
-		if body != nil {
-			p.bodies = make(map[imap.UID][]byte, len(ahead))
-			// A failure leaves the batch to fetch what is missing, and to meet the
-			// error itself if the session broke.
-			_ = readFull(cl, body, func(uid imap.UID, raw []byte) { p.bodies[uid] = raw })
-		}
 	}()
-	f.c.prefetch = p
+}
+
+// fetchHeaders reads the answer to a header FETCH into p.headers.
+func (p *prefetch) fetchHeaders(cmd *imapclient.FetchCommand) {
+	defer close(p.headersDone)
+	bufs, err := cmd.Collect()
+	if err != nil {
+		p.err = err
+		return
+	}
+	p.headers = parseHeaders(p.folder, p.validity, bufs)
 }
 
 // usable reports whether p asked ahead for this folder as it is now.
