@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -219,6 +220,13 @@ func benchIMAP(ctx context.Context, o options, env *mailEnv, rep *report) error 
 	var synced *mbsync
 	var cursor []byte
 	for r := range o.runs {
+		// Each tool starts on a quiet machine: the last Maildir gone, the last Engine's
+		// garbage collected and its memory returned.
+		if synced != nil {
+			synced.remove()
+			synced = nil
+		}
+		debug.FreeOSMemory()
 		m, err := newMbsync(o.mbsync, o.work, tp.port(), user, env.password, "Pull")
 		if err != nil {
 			return err
@@ -234,12 +242,9 @@ func benchIMAP(ctx context.Context, o options, env *mailEnv, rep *report) error 
 			return fmt.Errorf("mbsync pulled %d messages, want %d (%v)", n, o.messages, err)
 		}
 		logf("(a) run %d: mbsync %v", r+1, d.Round(time.Millisecond))
-		if synced != nil {
-			synced.remove()
-		}
 		synced = m
 
-		runtime.GC()
+		debug.FreeOSMemory()
 		profile := ""
 		if r == o.runs-1 {
 			profile = o.cpuprofile
@@ -338,6 +343,7 @@ func benchPOP3(ctx context.Context, o options, env *mailEnv, rep *report) error 
 	dialer := pop3.NewDialer(pop3.Config{})
 	ec := engineConfig{BatchSize: o.batch, CycleItems: max(o.cycleItems, o.pop3)}
 	for r := range o.runs {
+		debug.FreeOSMemory()
 		m, err := newMpop(o.mpop, o.work, tp.port(), user, env.password)
 		if err != nil {
 			return err
@@ -356,7 +362,7 @@ func benchPOP3(ctx context.Context, o options, env *mailEnv, rep *report) error 
 		}
 		logf("(c) run %d: mpop %v", r+1, d.Round(time.Millisecond))
 
-		runtime.GC()
+		debug.FreeOSMemory()
 		before, cpu0 = tp.snapshot(), selfCPU()
 		profile := ""
 		if r == o.runs-1 {
