@@ -156,8 +156,7 @@ func TestDovecotSentSpecialUse(t *testing.T) {
 // three round trips, on 5 messages as on 500, with or without tracked folders.
 func TestDovecotNoChangeRoundTrips(t *testing.T) {
 	env := testenv.MailServers(t)
-	p := newTapProxy(t, env.IMAPAddr)
-	p.latency = 5 * time.Millisecond
+	p := newTapProxy(t, env.IMAPAddr, func(p *tapProxy) { p.latency = 5 * time.Millisecond })
 	type cost struct{ turns, lines, up int64 }
 	measure := func(name string, n int, folders []string) cost {
 		addr := env.AddUser(t, name) // names of one length: the LOGIN lines are as long
@@ -191,8 +190,7 @@ func TestDovecotNoChangeRoundTrips(t *testing.T) {
 // that reaches the end of the folder. Every message is returned once, in UID order.
 func TestDovecotBatchesCostOneRoundTrip(t *testing.T) {
 	env := testenv.MailServers(t)
-	p := newTapProxy(t, env.IMAPAddr)
-	p.latency = 5 * time.Millisecond // so that pipelined commands are never taken for turns
+	p := newTapProxy(t, env.IMAPAddr, func(p *tapProxy) { p.latency = 5 * time.Millisecond }) // so that pipelined commands are never taken for turns
 	addr := env.AddUser(t, "batches")
 	ids := dcDeliverN(t, env, addr, "batch", 50)
 	tg := proxied(t, env, p, addr)
@@ -253,8 +251,13 @@ func TestDovecotBodiesFetchedAhead(t *testing.T) {
 
 	// bodyFetched reports whether a body FETCH of exactly uids first:last was sent.
 	bodyFetched := func(first, last int) bool {
-		want := fmt.Sprintf("UID FETCH %d:%d (UID BODY.PEEK[])", first, last)
-		return slices.Contains(p.commands(), want)
+		fetched := bodyFetches(t, p.commands())
+		for uid := first; uid <= last; uid++ {
+			if fetched[uid] == 0 {
+				return false
+			}
+		}
+		return true
 	}
 	var got []string
 	var cursor []byte
@@ -286,12 +289,25 @@ func TestDovecotBodiesFetchedAhead(t *testing.T) {
 	}
 	want := slices.Delete(slices.Clone(ids), 20, 21) // batch 3's first message was refused
 	assert.Equal(t, want, got, "every accepted message once, in order")
-	fetched := map[int]int{} // UID → body FETCHes that asked for it
-	for _, cmd := range p.commands() {
-		set, ok := strings.CutSuffix(strings.TrimPrefix(cmd, "UID FETCH "), " (UID BODY.PEEK[])")
-		if !ok || set == cmd {
+	fetched := bodyFetches(t, p.commands())
+	for uid := 1; uid <= len(ids); uid++ {
+		if uid == 21 {
+			continue // refused: its body may or may not have come ahead
+		}
+		assert.Equal(t, 1, fetched[uid], "UID %d: body fetched once", uid)
+	}
+}
+
+// bodyFetches counts, per UID, the FETCHes of whole messages among cmds that asked
+// for it.
+func bodyFetches(t *testing.T, cmds []string) map[int]int {
+	fetched := map[int]int{}
+	for _, cmd := range cmds {
+		set, ok := strings.CutPrefix(cmd, "UID FETCH ")
+		if !ok || !strings.HasSuffix(cmd, "BODY.PEEK[])") {
 			continue
 		}
+		set, _, _ = strings.Cut(set, " ")
 		for _, r := range strings.Split(set, ",") {
 			lo, hi, _ := strings.Cut(r, ":")
 			a, err := strconv.Atoi(lo)
@@ -306,10 +322,40 @@ func TestDovecotBodiesFetchedAhead(t *testing.T) {
 			}
 		}
 	}
-	for uid := 1; uid <= len(ids); uid++ {
-		if uid == 21 {
-			continue // refused: its body may or may not have come ahead
+	return fetched
+}
+
+// Config.PrefetchBytes bounds what is kept of the bodies fetched ahead: the messages
+// past it are dropped and fetched again by their batch, and nothing is lost or doubled.
+func TestDovecotPrefetchBound(t *testing.T) {
+	env := testenv.MailServers(t)
+	p := newTapProxy(t, env.IMAPAddr)
+	addr := env.AddUser(t, "bound")
+	ids := dcDeliverN(t, env, addr, "bound", 40)
+	tg := proxied(t, env, p, addr)
+	c, err := imapprov.NewDialer(imapprov.Config{PrefetchBytes: 2000}).DialConn(context.Background(), tg)
+	require.NoError(t, err)
+	defer c.Close()
+	var got []string
+	var cursor []byte
+	for range 10 {
+		b, err := c.FetchIncoming(dcCtx(t), provider.FetchRequest{Cursor: cursor, Max: 10})
+		require.NoError(t, err)
+		require.Empty(t, b.Failed)
+		for _, e := range b.Emails {
+			got = append(got, e.MessageID)
 		}
-		assert.Equal(t, 1, fetched[uid], "UID %d: body fetched once", uid)
+		cursor = b.Cursor
+		if !b.More {
+			break
+		}
 	}
+	assert.Equal(t, ids, got, "every message once, in order")
+	twice := 0
+	for _, n := range bodyFetches(t, p.commands()) {
+		if n > 1 {
+			twice++
+		}
+	}
+	assert.Positive(t, twice, "messages past the bound were fetched again by their batch")
 }

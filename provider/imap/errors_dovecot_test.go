@@ -169,8 +169,7 @@ func TestDovecotResetMidFetch(t *testing.T) {
 	env := testenv.MailServers(t)
 	addr := env.AddUser(t, "reset")
 	ids := dcDeliverN(t, env, addr, "reset", 10)
-	p := newTapProxy(t, env.IMAPAddr)
-	p.resetOnFullFetch, p.resetAfter = 2, 3000 // the second batch's bodies, 3 KB into the answer
+	p := newTapProxy(t, env.IMAPAddr, func(p *tapProxy) { p.resetOnFullFetch, p.resetAfter = 2, 3000 }) // the second batch's bodies, 3 KB into the answer
 	tg := dcTarget(t, env, crmsync.Endpoint{Host: "127.0.0.1", Port: p.port(), Security: crmsync.SecurityPlaintext}, addr, env.Password)
 	c := dcConn(t, env, tg)
 
@@ -250,8 +249,7 @@ func TestDovecotResetMidFetchEngine(t *testing.T) {
 	env := testenv.MailServers(t)
 	addr := env.AddUser(t, "resetengine")
 	ids := dcDeliverN(t, env, addr, "resetengine", 20)
-	p := newTapProxy(t, env.IMAPAddr)
-	p.resetOnFullFetch, p.resetAfter = 3, 3000
+	p := newTapProxy(t, env.IMAPAddr, func(p *tapProxy) { p.resetOnFullFetch, p.resetAfter = 3, 3000 })
 	tg := dcTarget(t, env, crmsync.Endpoint{Host: "127.0.0.1", Port: p.port(), Security: crmsync.SecurityPlaintext}, addr, env.Password)
 	tg.Mailbox.ProcessEmailAfter = time.Now().Add(-time.Hour)
 	tg.Mailbox.Incoming.Method = crmsync.DeliveryServerSideSync
@@ -387,14 +385,14 @@ func secName(s crmsync.Security) string {
 // A reset while the next batch's bodies come ahead loses nothing: whichever FETCH it
 // cuts, a batch either fails (and the next cycle resumes from the last good cursor) or
 // returns its messages; none passes for expunged. Every message is returned once.
+// (Without the prefetch failing as a whole, this test loses messages.)
 func TestDovecotResetWhileFetchingAhead(t *testing.T) {
 	env := testenv.MailServers(t)
 	addr := env.AddUser(t, "reset-ahead")
 	ids := dcDeliverN(t, env, addr, "ahead", 40)
 	for _, nth := range []int{3, 4} { // the bodies of batch 3, fetched ahead during batch 2, or of batch 4
 		t.Run(fmt.Sprintf("reset in body FETCH %d", nth), func(t *testing.T) {
-			p := newTapProxy(t, env.IMAPAddr)
-			p.resetOnFullFetch, p.resetAfter = nth, 3000
+			p := newTapProxy(t, env.IMAPAddr, func(p *tapProxy) { p.resetOnFullFetch, p.resetAfter = nth, 3000 })
 			tg := dcTarget(t, env, crmsync.Endpoint{Host: "127.0.0.1", Port: p.port(), Security: crmsync.SecurityPlaintext}, addr, env.Password)
 			var got []string
 			var cursor []byte
@@ -416,8 +414,46 @@ func TestDovecotResetWhileFetchingAhead(t *testing.T) {
 				}
 			}
 			assert.EqualValues(t, 1, p.resets.Load(), "the proxy reset the connection once")
-			assert.Equal(t, 1, failures, "one batch failed")
+			// The batch whose FETCH was cut fails; a reset that comes between two
+			// calls is met by the next one opening a new session.
+			assert.LessOrEqual(t, failures, 1, "at most one batch failed")
 			assert.Equal(t, ids, got, "every message once, in order")
 		})
 	}
+}
+
+// A reset that cuts the bodies fetched ahead for the next batch in the middle of a
+// message, after the current batch returned, leaves the next batch to fetch them
+// itself: it returns all of its messages or fails, and never passes the ones that did
+// not come for expunged.
+func TestDovecotResetCutsTheBodiesFetchedAhead(t *testing.T) {
+	env := testenv.MailServers(t)
+	addr := env.AddUser(t, "cut-ahead")
+	ids := dcDeliverN(t, env, addr, "cut", 50)
+	// The 4th FETCH of whole messages asks ahead for batch 4, during batch 3 (whose
+	// bodies came ahead): with a network's latency, batch 3 returns before the answer
+	// comes, and the reset cuts it 3 KB in, in the second message.
+	p := newTapProxy(t, env.IMAPAddr, func(p *tapProxy) {
+		p.latency = 100 * time.Millisecond
+		p.resetOnFullFetch, p.resetAfter = 4, 3000
+	})
+	tg := dcTarget(t, env, crmsync.Endpoint{Host: "127.0.0.1", Port: p.port(), Security: crmsync.SecurityPlaintext}, addr, env.Password)
+	c := dcConn(t, env, tg)
+	var got []string
+	var cursor []byte
+	for range 10 {
+		b, err := c.FetchIncoming(dcCtx(t), provider.FetchRequest{Cursor: cursor, Max: 10})
+		if err != nil {
+			assertKind(t, crmsync.KindTransient, err, "FetchIncoming after a reset")
+			c = dcConn(t, env, tg)
+			continue
+		}
+		got = append(got, messageIDs(b.Emails)...)
+		cursor = b.Cursor
+		if !b.More {
+			break
+		}
+	}
+	assert.EqualValues(t, 1, p.resets.Load())
+	assert.Equal(t, ids, got, "every message once, in order")
 }

@@ -385,11 +385,11 @@ func parseHeaders(folder string, validity uint32, bufs []*imapclient.FetchMessag
 // round trip of its own:
 //
 //   - when the screen accepted every message of the last batch (an initial ingest, say),
-//     their sizes, and then, if they fit in Config.PrefetchBytes, the whole messages,
-//     which arrive while the engine stores the current batch; their headers are read
-//     from them, so the server reads each message once;
-//   - otherwise (or when they do not fit), their headers, parsed while the current
-//     bodies arrive.
+//     the whole messages, with their dates and sizes, which arrive while the engine
+//     stores the current batch; their headers are read from them, so the server reads
+//     each message once. Config.PrefetchBytes bounds what is kept: a message past it is
+//     read off the wire and dropped, and the batch asks for it again;
+//   - otherwise, their headers, parsed while the current bodies arrive.
 //
 // The next FetchIncoming takes what it can use of it; its screen still sees every
 // header before anything is tracked. The Conn owns it: its goroutine has ended before
@@ -398,101 +398,114 @@ func parseHeaders(folder string, validity uint32, bufs []*imapclient.FetchMessag
 type prefetch struct {
 	folder      string
 	validity    uint32
-	uids        []imap.UID
-	headersDone chan struct{} // closed once headers and err are set
+	uids        []imap.UID    // the UIDs it answers for: a UID in uids and not in headers is gone
+	headersDone chan struct{} // closed once uids, headers and err are final
 	done        chan struct{} // closed once bodies is set and the goroutine has ended
 	headers     map[imap.UID]fetchedHeader
 	err         error
 	bodies      map[imap.UID][]byte // whole messages, from getRaw
 }
 
-// sizeFetch asks what decides whether whole messages may come ahead.
-var sizeFetch = &imap.FetchOptions{UID: true, InternalDate: true, RFC822Size: true}
+// aheadFetch is what a FETCH of whole messages asked for ahead asks.
+var aheadFetch = &imap.FetchOptions{
+	UID: true, InternalDate: true, RFC822Size: true,
+	BodySection: []*imap.FetchItemBodySection{fullSection},
+}
 
 // startPrefetch asks ahead for uids, as prefetch describes; it does not wait for the
 // answers.
 func (f *fetcher) startPrefetch(folder string, validity uint32, uids []imap.UID) {
-	cl, since, limit := f.cl, f.req.Since, f.c.d.cfg.PrefetchBytes
 	p := &prefetch{folder: folder, validity: validity, uids: uids,
 		headersDone: make(chan struct{}), done: make(chan struct{})}
 	f.c.prefetch = p
-	if !f.c.acceptedAll || limit <= 0 {
-		cmd := cl.Fetch(imap.UIDSetNum(uids...), headerFetch)
+	if limit := f.c.d.cfg.PrefetchBytes; f.c.acceptedAll && limit > 0 {
+		cmd := f.cl.Fetch(imap.UIDSetNum(uids...), aheadFetch)
 		go func() {
 			defer close(p.done)
-			p.fetchHeaders(cmd)
+			defer close(p.headersDone)
+			p.readAhead(f.cl, cmd, limit)
 		}()
 		return
 	}
-	cmd := cl.Fetch(imap.UIDSetNum(uids...), sizeFetch)
+	cmd := f.cl.Fetch(imap.UIDSetNum(uids...), headerFetch)
 	go func() {
 		defer close(p.done)
-		sizes, err := cmd.Collect()
+		defer close(p.headersDone)
+		bufs, err := cmd.Collect()
 		if err != nil {
 			p.err = err
-			close(p.headersDone)
 			return
 		}
-		var ahead []imap.UID
-		var size int64
-		for _, b := range sizes {
-			if b.UID != 0 && (since.IsZero() || b.InternalDate.IsZero() || !b.InternalDate.Before(since)) {
-				ahead = append(ahead, b.UID)
-				size += b.RFC822Size
-			}
-		}
-		if len(ahead) == 0 || size > limit {
-			p.fetchHeaders(cl.Fetch(imap.UIDSetNum(uids...), headerFetch))
-			return
-		}
-		// Each message's header is read from it as it arrives. A failure leaves the
-		// batch to fetch the headers itself, and to meet the error if the session
-		// broke: a message whose body did not come must not pass for expunged.
-		p.bodies = make(map[imap.UID][]byte, len(ahead))
-		parsed := make(map[imap.UID]*crmsync.Email, len(ahead))
-		err = readFull(cl, cl.Fetch(imap.UIDSetNum(ahead...), fullFetch), func(uid imap.UID, raw []byte) {
-			p.bodies[uid] = raw
-			if e, err := headerOnly(folder, validity, uid, raw); err == nil {
-				parsed[uid] = e
-			}
-		})
-		if err != nil {
-			p.err = err
-			close(p.headersDone)
-			return
-		}
-		asked := make(map[imap.UID]bool, len(ahead))
-		for _, uid := range ahead {
-			asked[uid] = true
-		}
-		p.headers = make(map[imap.UID]fetchedHeader, len(sizes))
-		for _, b := range sizes {
-			switch e := parsed[b.UID]; {
-			case b.UID == 0:
-			case e != nil:
-				e.Size = b.RFC822Size
-				e.ReceivedAt = b.InternalDate
-				p.headers[b.UID] = fetchedHeader{buf: b, e: e}
-			case p.bodies[b.UID] != nil || !asked[b.UID]:
-				// No readable header (the batch reports it), or received before
-				// Since (the batch leaves it out). A message asked for that did not
-				// come was expunged: left out.
-				p.headers[b.UID] = fetchedHeader{buf: b}
-			}
-		}
-		close(p.headersDone)
+		p.headers = parseHeaders(p.folder, p.validity, bufs)
 	}()
 }
 
-// fetchHeaders reads the answer to a header FETCH into p.headers.
-func (p *prefetch) fetchHeaders(cmd *imapclient.FetchCommand) {
-	defer close(p.headersDone)
-	bufs, err := cmd.Collect()
-	if err != nil {
+// readAhead reads the answer to a FETCH of whole messages asked for ahead: each
+// message kept while they fit in limit bytes, and its header parsed as it arrives.
+func (p *prefetch) readAhead(cl *imapclient.Client, cmd *imapclient.FetchCommand, limit int64) {
+	p.bodies = make(map[imap.UID][]byte, len(p.uids))
+	p.headers = make(map[imap.UID]fetchedHeader, len(p.uids))
+	dropped := make(map[imap.UID]bool)
+	var kept int64
+	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+		b := &imapclient.FetchMessageBuffer{}
+		var raw []byte
+		var readErr error
+		// The loop stops right after a failed literal: msg.Next would read it again.
+		for item := msg.Next(); item != nil; item = msg.Next() {
+			switch it := item.(type) {
+			case imapclient.FetchItemDataUID:
+				b.UID = it.UID
+			case imapclient.FetchItemDataInternalDate:
+				b.InternalDate = it.Time
+			case imapclient.FetchItemDataRFC822Size:
+				b.RFC822Size = it.Size
+			case imapclient.FetchItemDataBodySection:
+				if it.Literal == nil {
+					continue
+				}
+				if n := it.Literal.Size(); kept+n > limit {
+					dropped[b.UID] = true // over the bound: the batch asks again
+					_, readErr = io.Copy(io.Discard, it.Literal)
+				} else {
+					kept += n
+					raw = getRaw(int(n))
+					if _, readErr = io.ReadFull(it.Literal, raw); readErr != nil {
+						raw = nil
+					}
+				}
+			}
+			if readErr != nil {
+				break
+			}
+		}
+		if readErr != nil {
+			// As in readFull: close the client before the command, and fail the
+			// whole prefetch, so that no message passes for expunged.
+			cl.Close()
+			cmd.Close()
+			p.err = readErr
+			return
+		}
+		if b.UID == 0 || dropped[b.UID] || raw == nil {
+			continue
+		}
+		p.bodies[b.UID] = raw
+		h := fetchedHeader{buf: b}
+		if e, err := headerOnly(p.folder, p.validity, b.UID, raw); err == nil {
+			e.Size = b.RFC822Size
+			e.ReceivedAt = b.InternalDate
+			h.e = e
+		}
+		p.headers[b.UID] = h // without an email: no readable header, which the batch reports
+	}
+	if err := cmd.Close(); err != nil {
 		p.err = err
 		return
 	}
-	p.headers = parseHeaders(p.folder, p.validity, bufs)
+	if len(dropped) > 0 {
+		p.uids = slices.DeleteFunc(slices.Clone(p.uids), func(uid imap.UID) bool { return dropped[uid] })
+	}
 }
 
 // usable reports whether p asked ahead for this folder as it is now.

@@ -43,14 +43,18 @@ type tapProxy struct {
 	wg      sync.WaitGroup
 }
 
-// newTapProxy starts a proxy to target and stops it at the end of the test.
-func newTapProxy(t testing.TB, target string) *tapProxy {
+// newTapProxy starts a proxy to target and stops it at the end of the test; set, if
+// not nil, sets its options (latency, resets) before it serves anything.
+func newTapProxy(t testing.TB, target string, set ...func(*tapProxy)) *tapProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &tapProxy{ln: ln, target: target, conns: make(map[net.Conn]bool)}
+	for _, f := range set {
+		f(p)
+	}
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(p.close)
