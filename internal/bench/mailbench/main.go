@@ -26,10 +26,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,6 +57,7 @@ type options struct {
 	cpuprofile         string
 	pop3CPUProfile     string
 	imapUser, pop3User string
+	timeThroughProxy   bool
 	latency            time.Duration
 }
 
@@ -74,10 +77,22 @@ func main() {
 	flag.StringVar(&o.mpop, "mpop", "mpop", "the mpop binary")
 	flag.DurationVar(&o.latency, "latency", 0, "added to every answer of the servers, like a network round trip (0: loopback as it is)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the Engine's last IMAP ingest to this file")
+	flag.BoolVar(&o.timeThroughProxy, "time-through-proxy", false, "time the runs through the counting proxy too (by default they go straight to the server, and one more run of each tool is counted)")
 	flag.StringVar(&o.imapUser, "imap-user", "", "reuse this mailbox, already holding the generated -messages with -seed (skips the delivery)")
 	flag.StringVar(&o.pop3User, "pop3-user", "", "reuse this POP3 maildrop, already holding the generated -pop3 messages (skips the delivery)")
 	flag.StringVar(&o.pop3CPUProfile, "pop3-cpuprofile", "", "write a CPU profile of the Engine's last POP3 ingest to this file")
+	serveTapTarget := flag.String("serve-tap", "", "(internal) run the counting proxy in front of this address and answer on stdin/stdout")
 	flag.Parse()
+	if *serveTapTarget != "" {
+		if err := serveTap(*serveTapTarget, o.latency); err != nil {
+			fmt.Fprintln(os.Stderr, "mailbench tap:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if o.latency > 0 {
+		o.timeThroughProxy = true // the latency is the proxy's
+	}
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "mailbench:", err)
 		os.Exit(1)
@@ -205,68 +220,87 @@ func benchIMAP(ctx context.Context, o options, env *mailEnv, rep *report) error 
 		logf("delivered in %v", rep.imap.deliver.Round(time.Millisecond))
 	}
 
-	tp, err := newTap(env.imapAddr, o.latency)
+	tp, err := startTap(env.imapAddr, o.latency)
 	if err != nil {
 		return err
 	}
 	defer tp.close()
-	prof := &crmsync.ServerProfile{ID: "bench", Name: "mailbench", Kind: crmsync.ServerIMAP, OwnerID: "admin",
-		Incoming: endpoint(tp.port()), Outgoing: endpoint(tp.port())}
+	direct, err := o.timedPort(env.imapAddr, tp)
+	if err != nil {
+		return err
+	}
+	profile := func(port int) *crmsync.ServerProfile {
+		return &crmsync.ServerProfile{ID: "bench", Name: "mailbench", Kind: crmsync.ServerIMAP, OwnerID: "admin",
+			Incoming: endpoint(port), Outgoing: endpoint(port)}
+	}
 	mbox := mailbox(user, env.password)
 	dialer := imap.NewDialer(imap.Config{})
 	ec := engineConfig{BatchSize: o.batch, CycleItems: o.cycleItems}
 
-	// (a) initial ingest, the tools taking turns, mbsync first.
+	// (a) initial ingest, the tools taking turns, mbsync first; the timed runs, then
+	// one of each through the counting proxy.
 	var synced *mbsync
 	var cursor []byte
-	for r := range o.runs {
-		// Each tool starts on a quiet machine: the last Maildir gone, the last Engine's
-		// garbage collected and its memory returned.
+	for r := range o.runs + 1 {
+		counted := r == o.runs
+		port := direct
+		if counted {
+			port = tp.port()
+		}
+		// mbsync starts on a quiet machine: the last Maildir gone, the last Engine's
+		// garbage collected and its memory returned to the system.
 		if synced != nil {
 			synced.remove()
 			synced = nil
 		}
 		debug.FreeOSMemory()
-		m, err := newMbsync(o.mbsync, o.work, tp.port(), user, env.password, "Pull")
+		m, err := newMbsync(o.mbsync, o.work, port, user, env.password, "Pull")
 		if err != nil {
 			return err
 		}
-		before, cpu0 := tp.snapshot(), selfCPU()
+		before := tp.snapshot()
 		d, cpu, err := m.run(ctx)
 		if err != nil {
 			return err
 		}
-		tapCPU := selfCPU() - cpu0 // the proxy's work for one ingest
-		rep.imap.tool.add(d, cpu, tp.snapshot().minus(before))
+		rep.imap.tool.record(counted, d, cpu, tp.snapshot().minus(before))
 		if n, err := m.count(); err != nil || n != o.messages {
 			return fmt.Errorf("mbsync pulled %d messages, want %d (%v)", n, o.messages, err)
 		}
-		logf("(a) run %d: mbsync %v", r+1, d.Round(time.Millisecond))
+		logf("(a) run %d%s: mbsync %v", r+1, countedNote(counted), d.Round(time.Millisecond))
 		synced = m
 
-		debug.FreeOSMemory()
-		profile := ""
+		// The Engine is a long-running library: the last run's garbage is collected,
+		// and the memory stays the process's, as between the cycles of a real one.
+		runtime.GC()
+		cpuprofile := ""
 		if r == o.runs-1 {
-			profile = o.cpuprofile
+			cpuprofile = o.cpuprofile
 		}
-		before, cpu0 = tp.snapshot(), selfCPU()
-		er, err := ingest(ctx, dialer, prof, mbox, o.messages, ec, profile)
+		before, cpu0 := tp.snapshot(), selfCPU()
+		er, err := ingest(ctx, dialer, profile(port), mbox, o.messages, ec, cpuprofile)
 		if err != nil {
 			return fmt.Errorf("engine ingest over IMAP: %w", err)
 		}
-		rep.imap.engine.add(er.elapsed, selfCPU()-cpu0-tapCPU, tp.snapshot().minus(before))
+		rep.imap.engine.record(counted, er.elapsed, selfCPU()-cpu0, tp.snapshot().minus(before))
 		if d := er.store.dups.Load(); d != 0 {
 			return fmt.Errorf("engine ingest: the store refused %d duplicates", d)
 		}
 		rep.imap.batches = er.store.batches.Load()
 		cursor = er.store.savedCursor()
-		logf("(a) run %d: engine %v (%d batches)", r+1, er.elapsed.Round(time.Millisecond), rep.imap.batches)
+		logf("(a) run %d%s: engine %v (%d batches)", r+1, countedNote(counted), er.elapsed.Round(time.Millisecond), rep.imap.batches)
 	}
 	defer synced.remove()
 	runtime.GC()
 
-	// (b) no-change runs.
-	for range o.noChange {
+	// (b) no-change runs: timed, then one through the proxy.
+	for r := range o.noChange + 1 {
+		counted := r == o.noChange
+		port := direct
+		if counted {
+			port = tp.port()
+		}
+		prof := profile(port)
 		before := tp.snapshot()
 		start := time.Now()
 		c, err := dialer.Dial(ctx, provider.Target{Profile: prof, Mailbox: mbox})
@@ -284,24 +318,28 @@ func benchIMAP(ctx context.Context, o options, env *mailEnv, rep *report) error 
 		if len(b.Emails) != 0 || b.More {
 			return fmt.Errorf("no-change FetchIncoming returned %d emails, More %v", len(b.Emails), b.More)
 		}
-		rep.noChange.engine.add(d, 0, tp.snapshot().minus(before))
+		rep.noChange.engine.record(counted, d, 0, tp.snapshot().minus(before))
 	}
 	for _, sync := range []string{"Pull", "PullNew"} {
-		synced.sync = sync
-		if err := synced.writeConfig(); err != nil {
-			return err
-		}
 		res := &rep.noChange.tool
 		if sync == "PullNew" {
 			res = &rep.noChange.toolNew
 		}
-		for range o.noChange {
+		for r := range o.noChange + 1 {
+			counted := r == o.noChange
+			synced.sync, synced.port = sync, direct
+			if counted {
+				synced.port = tp.port()
+			}
+			if err := synced.writeConfig(); err != nil {
+				return err
+			}
 			before := tp.snapshot()
 			d, cpu, err := synced.run(ctx)
 			if err != nil {
 				return err
 			}
-			res.add(d, cpu, tp.snapshot().minus(before))
+			res.record(counted, d, cpu, tp.snapshot().minus(before))
 		}
 		if n, err := synced.count(); err != nil || n != o.messages {
 			return fmt.Errorf("after no-change runs mbsync has %d messages, want %d (%v)", n, o.messages, err)
@@ -332,54 +370,82 @@ func benchPOP3(ctx context.Context, o options, env *mailEnv, rep *report) error 
 		rep.pop3.deliver = time.Since(t0)
 	}
 
-	tp, err := newTap(env.pop3Addr, o.latency)
+	tp, err := startTap(env.pop3Addr, o.latency)
 	if err != nil {
 		return err
 	}
 	defer tp.close()
-	prof := &crmsync.ServerProfile{ID: "bench", Name: "mailbench", Kind: crmsync.ServerPOP3, OwnerID: "admin",
-		Incoming: endpoint(tp.port()), Outgoing: endpoint(tp.port())}
+	direct, err := o.timedPort(env.pop3Addr, tp)
+	if err != nil {
+		return err
+	}
 	mbox := mailbox(user, env.password)
 	dialer := pop3.NewDialer(pop3.Config{})
 	ec := engineConfig{BatchSize: o.batch, CycleItems: max(o.cycleItems, o.pop3)}
-	for r := range o.runs {
+	for r := range o.runs + 1 {
+		counted := r == o.runs
+		port := direct
+		if counted {
+			port = tp.port()
+		}
 		debug.FreeOSMemory()
-		m, err := newMpop(o.mpop, o.work, tp.port(), user, env.password)
+		m, err := newMpop(o.mpop, o.work, port, user, env.password)
 		if err != nil {
 			return err
 		}
-		before, cpu0 := tp.snapshot(), selfCPU()
+		before := tp.snapshot()
 		d, cpu, err := m.run(ctx)
 		if err != nil {
 			return err
 		}
-		tapCPU := selfCPU() - cpu0
-		rep.pop3.tool.add(d, cpu, tp.snapshot().minus(before))
+		rep.pop3.tool.record(counted, d, cpu, tp.snapshot().minus(before))
 		n, err := m.count()
 		m.remove()
 		if err != nil || n != o.pop3 {
 			return fmt.Errorf("mpop fetched %d messages, want %d (%v)", n, o.pop3, err)
 		}
-		logf("(c) run %d: mpop %v", r+1, d.Round(time.Millisecond))
+		logf("(c) run %d%s: mpop %v", r+1, countedNote(counted), d.Round(time.Millisecond))
 
-		debug.FreeOSMemory()
-		before, cpu0 = tp.snapshot(), selfCPU()
-		profile := ""
+		runtime.GC()
+		before, cpu0 := tp.snapshot(), selfCPU()
+		cpuprofile := ""
 		if r == o.runs-1 {
-			profile = o.pop3CPUProfile
+			cpuprofile = o.pop3CPUProfile
 		}
-		er, err := ingest(ctx, dialer, prof, mbox, o.pop3, ec, profile)
+		prof := &crmsync.ServerProfile{ID: "bench", Name: "mailbench", Kind: crmsync.ServerPOP3, OwnerID: "admin",
+			Incoming: endpoint(port), Outgoing: endpoint(port)}
+		er, err := ingest(ctx, dialer, prof, mbox, o.pop3, ec, cpuprofile)
 		if err != nil {
 			return fmt.Errorf("engine ingest over POP3: %w", err)
 		}
-		rep.pop3.engine.add(er.elapsed, selfCPU()-cpu0-tapCPU, tp.snapshot().minus(before))
+		rep.pop3.engine.record(counted, er.elapsed, selfCPU()-cpu0, tp.snapshot().minus(before))
 		if d := er.store.dups.Load(); d != 0 {
 			return fmt.Errorf("engine POP3 ingest: the store refused %d duplicates", d)
 		}
 		rep.pop3.batches = er.store.batches.Load()
-		logf("(c) run %d: engine %v (%d batches)", r+1, er.elapsed.Round(time.Millisecond), rep.pop3.batches)
+		logf("(c) run %d%s: engine %v (%d batches)", r+1, countedNote(counted), er.elapsed.Round(time.Millisecond), rep.pop3.batches)
 	}
 	return nil
+}
+
+// timedPort returns the port the timed runs use: the server's own, or the proxy's with
+// -time-through-proxy.
+func (o options) timedPort(serverAddr string, tp *tapProc) (int, error) {
+	if o.timeThroughProxy {
+		return tp.port(), nil
+	}
+	_, p, err := net.SplitHostPort(serverAddr)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(p)
+}
+
+func countedNote(counted bool) string {
+	if counted {
+		return " (counted, through the proxy)"
+	}
+	return ""
 }
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
