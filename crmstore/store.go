@@ -191,7 +191,9 @@ type EmailStore interface {
 	// ProviderID or MessageID (when not empty) an email of the same mailbox already
 	// has, and saves cursor as the incoming workload's cursor: all in one step. The
 	// emails get IDs, and their position in the result tells which were new.
-	// ErrLeaseLost (and nothing written) if l is not held.
+	// ErrLeaseLost (and nothing written) if l is not held. The emails are handed over:
+	// the store may keep their attachments' contents (the byte slices) rather than
+	// copy them, and the caller does not change them afterwards.
 	TrackIncoming(ctx context.Context, l Lease, emails []*crmsync.Email, cursor []byte) (TrackResult, error)
 
 	// ClaimOutgoing returns up to limit emails of the lease's mailbox that are in

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/crmsync/crmsync"
@@ -249,7 +250,7 @@ func (s *Store) TrackIncoming(ctx context.Context, l crmstore.Lease, emails []*c
 			res.Duplicates++
 			continue
 		}
-		e := in.Clone()
+		e := keepIncoming(in)
 		e.ID = s.newID("e", s.emailExists)
 		e.MailboxID = l.MailboxID
 		if e.CreatedAt.IsZero() || e.ModifiedAt.IsZero() {
@@ -270,6 +271,17 @@ func (s *Store) TrackIncoming(ctx context.Context, l crmstore.Lease, emails []*c
 	}
 	ent.cursor = cloneCursor(cursor)
 	return res, nil
+}
+
+// keepIncoming copies an email TrackIncoming stores, but for its attachments' contents,
+// which the caller hands over (see crmstore.EmailStore.TrackIncoming): an ingest does
+// not copy every attachment once more.
+func keepIncoming(in *crmsync.Email) *crmsync.Email {
+	shallow := *in
+	shallow.Attachments = nil
+	e := shallow.Clone()
+	e.Attachments = slices.Clone(in.Attachments)
+	return e
 }
 
 // duplicate reports whether an email of the mailbox has e's ProviderID or MessageID.
