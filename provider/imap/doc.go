@@ -26,6 +26,18 @@
 // accepted ones are fetched in full; four more round trips per changed folder. The cursor
 // then covers every message looked at, accepted or not.
 //
+// A folder with more new mail than one call takes is read in batches, one
+// FetchIncoming after another on the same Conn (an engine cycle). The next batch
+// continues from the UIDs the search found, without NOOP, STATUS or a new search, and
+// each batch asks ahead for the next one, pipelined with its own FETCHes: the next
+// headers, parsed while the current bodies arrive; or, while the screen accepts every
+// message (an initial ingest), the next whole messages, with their dates and sizes, so
+// that the server streams while the engine stores a batch and reads each message once.
+// Config.PrefetchBytes bounds what a Conn keeps ahead. So a folder read in batches costs
+// about one round trip per batch, and the screen still sees every header before
+// anything is tracked. Whole messages are parsed on GOMAXPROCS goroutines while the
+// next ones arrive, into buffers that are recycled.
+//
 // When a folder's UIDVALIDITY changes, the folder is read again from its first message,
 // without a cursor-expired error: the Store refuses the messages it already tracked by
 // their Message-ID, so nothing is tracked twice.
