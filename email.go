@@ -141,7 +141,9 @@ type Email struct {
 	Status    EmailStatus
 
 	// MessageID is the RFC 5322 Message-ID without angle brackets. The Store refuses a
-	// second incoming email with the same MessageID in one mailbox.
+	// second incoming email with the same MessageID in one mailbox. An incoming message
+	// that has none gets one from its provider, stable for the stored message
+	// (provider/mailparse: a hash of its header, at no-message-id.crmsync.invalid).
 	MessageID  string
 	InReplyTo  string   // without angle brackets
 	References []string // without angle brackets

@@ -13,6 +13,7 @@ import (
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/provider"
+	"github.com/crmsync/crmsync/provider/mailparse"
 	"github.com/crmsync/crmsync/provider/mailtest"
 	"github.com/crmsync/crmsync/schedule"
 )
@@ -362,4 +363,39 @@ func TestFetchWithFakeClock(t *testing.T) {
 	h.deliver(t, 2, 1)
 	b := h.fetch(t, provider.FetchRequest{Since: clock.Now()})
 	assert.Equal(t, ids(2, 1), messageIDs(b.Emails))
+}
+
+// A message without a Message-ID keeps its identity when its folder's UIDVALIDITY
+// changes: read again with a new provider id, it has the same (derived) message id, by
+// which the Store refuses it the second time (storetest checks that refusal). Nothing is
+// tracked twice.
+func TestUIDValidityChangeWithoutMessageID(t *testing.T) {
+	h := newHarness(t, mailtest.Config{})
+	require.NoError(t, h.srv.CreateMailbox(ann, "Alerts"))
+	bare := func(i int) []byte {
+		return []byte(fmt.Sprintf("From: monitor@example.test\r\nTo: ann@example.test\r\nSubject: disk %d%% full\r\n"+
+			"Date: Mon, 06 May 2024 10:00:00 +0000\r\n\r\nalert %d\r\n", 90+i, i))
+	}
+	for i := 1; i <= 2; i++ {
+		require.NoError(t, h.srv.AppendAt(ann, "Alerts", bare(i), time.Now()))
+	}
+	req := provider.FetchRequest{Folders: []string{"Alerts"}}
+	first := h.fetch(t, req)
+	require.Len(t, first.Emails, 2)
+	for _, e := range first.Emails {
+		assert.True(t, strings.HasSuffix(e.MessageID, "@"+mailparse.NoMessageIDDomain), e.MessageID)
+	}
+	assert.NotEqual(t, first.Emails[0].MessageID, first.Emails[1].MessageID, "two messages, two ids")
+
+	require.NoError(t, h.srv.DeleteMailbox(ann, "Alerts"))
+	require.NoError(t, h.srv.CreateMailbox(ann, "Alerts"))
+	for i := 1; i <= 3; i++ {
+		require.NoError(t, h.srv.AppendAt(ann, "Alerts", bare(i), time.Now()))
+	}
+	req.Cursor = first.Cursor
+	again := h.fetch(t, req)
+	require.Len(t, again.Emails, 3, "the folder is read again from its start")
+	assert.NotEqual(t, first.Emails[0].ProviderID, again.Emails[0].ProviderID)
+	assert.Equal(t, messageIDs(first.Emails), messageIDs(again.Emails[:2]), "the same messages, the same ids")
+	assert.NotContains(t, messageIDs(first.Emails), again.Emails[2].MessageID)
 }

@@ -2,6 +2,8 @@ package mailparse
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 
 	"github.com/crmsync/crmsync"
 )
@@ -61,8 +63,8 @@ func Parse(raw []byte, opts Options) (*crmsync.Email, error) {
 
 // ParseHeader reads the header of a message (raw may be the header block alone, as IMAP
 // BODY[HEADER] or POP3 TOP n 0 return it, or the whole message) into a header-only
-// email of direction incoming: Message-ID, In-Reply-To and References without angle
-// brackets, Thread-Index, From (Sender when there is no From), To, Cc, Bcc, Reply-To,
+// email of direction incoming: Message-ID (HeaderMessageID's when there is none),
+// In-Reply-To and References without angle brackets, Thread-Index, From (Sender when there is no From), To, Cc, Bcc, Reply-To,
 // the decoded Subject, SentAt from Date, and ReceivedAt from the newest Received field
 // (zero when there is none: the provider knows better, or falls back to SentAt).
 //
@@ -77,7 +79,26 @@ func ParseHeader(raw []byte) (*crmsync.Email, error) {
 	}
 	e := headerEmail(h)
 	e.Notes = append(notes, e.Notes...)
+	if e.MessageID == "" {
+		e.MessageID = HeaderMessageID(head)
+	}
 	return e, nil
+}
+
+// NoMessageIDDomain is the domain of the message ids HeaderMessageID makes (RFC 2606
+// reserves .invalid: no real message has one).
+const NoMessageIDDomain = "no-message-id.crmsync.invalid"
+
+// HeaderMessageID returns the message id ParseHeader gives a message that has no
+// Message-ID: a hash of its header block, "<hex>@" + NoMessageIDDomain. The same
+// stored message always gets the same one, so that it keeps an identity when its
+// provider identity changes (an IMAP folder whose UIDVALIDITY changed is read again
+// from its start), and the Store refuses it the second time as it refuses any message
+// it has by Message-ID. Two deliveries of one message differ in the fields their
+// delivery added (Received, Delivered-To), so they get different ones.
+func HeaderMessageID(head []byte) string {
+	sum := sha256.Sum256(head)
+	return hex.EncodeToString(sum[:16]) + "@" + NoMessageIDDomain
 }
 
 // ParseBody reads the bodies and attachments of raw, a whole message, into e, which

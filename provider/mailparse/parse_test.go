@@ -337,3 +337,25 @@ func TestAttachmentLimitBinary(t *testing.T) {
 	assert.Equal(t, int64(len(pdf)), e.Attachments[0].Size, "the size of a skipped attachment is its decoded size")
 	assert.Equal(t, []string{`attachment "résumé.pdf" (1.9 KiB) was skipped: larger than the 1.9 KiB limit`}, e.Notes)
 }
+
+// A message without a Message-ID gets one from a hash of its header: the same from the
+// header alone as from the whole message, the same every time, different for a
+// different header; a message with one keeps it.
+func TestHeaderMessageID(t *testing.T) {
+	head := "From: monitor@example.test\r\nSubject: disk full\r\nDate: Mon, 06 May 2024 10:00:00 +0000\r\n"
+	whole, err := mailparse.ParseHeader([]byte(head + "\r\nbody\r\n"))
+	require.NoError(t, err)
+	alone, err := mailparse.ParseHeader([]byte(head + "\r\n"))
+	require.NoError(t, err)
+	assert.True(t, strings.HasSuffix(whole.MessageID, "@"+mailparse.NoMessageIDDomain), whole.MessageID)
+	assert.Equal(t, whole.MessageID, alone.MessageID, "header alone or whole message")
+	again, err := mailparse.ParseHeader([]byte(head + "\r\nanother body\r\n"))
+	require.NoError(t, err)
+	assert.Equal(t, whole.MessageID, again.MessageID, "the body does not count")
+	other, err := mailparse.ParseHeader([]byte(strings.Replace(head, "disk full", "disk fuller", 1) + "\r\n"))
+	require.NoError(t, err)
+	assert.NotEqual(t, whole.MessageID, other.MessageID)
+	own, err := mailparse.ParseHeader([]byte("Message-ID: <a@b>\r\n" + head + "\r\n"))
+	require.NoError(t, err)
+	assert.Equal(t, "a@b", own.MessageID)
+}
