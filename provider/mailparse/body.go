@@ -64,13 +64,23 @@ func (p *bodyParser) entity(h message.Header, body source, depth int) error {
 		p.note("MIME parts nested deeper than %d levels were not read", maxMIMEDepth)
 		return nil
 	}
+	next := newMultipartSplitter(body.data, boundary).next // the parts are slices of the body
 	if body.err != nil {
-		return p.streamedParts(body, boundary, depth)
+		// A part of a broken multipart: go-message's reader meets the error where the
+		// bytes end.
+		mr := textproto.NewMultipartReader(body.reader(), boundary)
+		next = func() (textproto.Header, source, error) {
+			part, err := mr.NextPart()
+			if err != nil {
+				return textproto.Header{}, source{}, err
+			}
+			var src source
+			src.data, src.err = io.ReadAll(part)
+			return part.Header, src, nil
+		}
 	}
-	// The body is in memory: each part's body is a slice of it, read in place.
-	mr := newMultipartSplitter(body.data, boundary)
 	for n := 0; ; n++ {
-		h, src, err := mr.next()
+		h, src, err := next()
 		if err == io.EOF {
 			return nil
 		}
@@ -82,31 +92,6 @@ func (p *bodyParser) entity(h message.Header, body source, depth int) error {
 			return nil
 		}
 		if err := p.entity(message.Header{Header: h}, src, depth+1); err != nil {
-			p.note("a part of the message could not be read: %v", err)
-		}
-	}
-}
-
-// streamedParts reads the parts of a multipart body that was cut short (a part of a
-// broken multipart), through go-message's reader, which meets the error where the
-// bytes end.
-func (p *bodyParser) streamedParts(body source, boundary string, depth int) error {
-	mr := textproto.NewMultipartReader(body.reader(), boundary)
-	for n := 0; ; n++ {
-		part, err := mr.NextPart()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			if n == 0 {
-				return err
-			}
-			p.note("the rest of the message could not be read: %v", err)
-			return nil
-		}
-		var src source
-		src.data, src.err = io.ReadAll(part)
-		if err := p.entity(message.Header{Header: part.Header}, src, depth+1); err != nil {
 			p.note("a part of the message could not be read: %v", err)
 		}
 	}

@@ -127,7 +127,7 @@ func parseUsualDate(v string) (time.Time, bool) {
 	}
 	// Only a comment may follow.
 	if rest := strings.Trim(s.s[s.i:], " \t\r\n"); rest != "" {
-		if rest[0] != '(' || rest[len(rest)-1] != ')' || strings.ContainsAny(rest[1:len(rest)-1], "()") {
+		if rest[0] != '(' || rest[len(rest)-1] != ')' || strings.ContainsAny(rest[1:len(rest)-1], "()\\") {
 			return time.Time{}, false
 		}
 	}

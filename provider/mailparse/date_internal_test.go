@@ -11,6 +11,7 @@ func FuzzParseDate(f *testing.F) {
 		"Thu, 14 Oct 2010 20:25:16 -0700 (PDT)", "Sun, 5 May 2024 08:00:00 GMT", "Sun,  5 May 2024\r\n 08:00 +0000",
 		"Mon May  6 10:00:00 2024", "2024-05-06T10:00:00Z", "Wed, 31 Feb 2024 10:00:00 +0100", " Wed, 25 Nov 2026 08:13:29 +0000",
 		"mon, 1 jan 2024 00:00 -2359", "Fri, 29 Feb 2023 12:00:00 +0000", "Sat, 1 Jan 2000 23:59:59 +0000(c)",
+		"1 OCt 0000 00:00 +0000(\\)", // a quoted pair in the comment: net/mail reads it as unterminated
 	} {
 		f.Add(s)
 	}
