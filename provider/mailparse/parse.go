@@ -119,6 +119,8 @@ func ParseBody(e *crmsync.Email, raw []byte, opts Options) error {
 	if err != nil {
 		return err
 	}
+	// What the parser adds is valid UTF-8; what e held already may not be.
+	hadText := e.TextBody != "" || e.HTMLBody != ""
 	p := &bodyParser{e: e, limit: opts.AttachmentLimit}
 	if err := p.entity(h, source{data: body}, 0); err != nil {
 		// Nothing of the MIME structure could be read: keep what there is as text.
@@ -130,7 +132,9 @@ func ParseBody(e *crmsync.Email, raw []byte, opts Options) error {
 			p.note("the message's MIME structure could not be read (%v); its body was kept as plain text", err)
 		}
 	}
-	e.TextBody = validUTF8(e.TextBody)
-	e.HTMLBody = validUTF8(e.HTMLBody)
+	if hadText {
+		e.TextBody = validUTF8(e.TextBody)
+		e.HTMLBody = validUTF8(e.HTMLBody)
+	}
 	return nil
 }
