@@ -1,6 +1,7 @@
 package pop3_test
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/internal/testenv"
 	"github.com/crmsync/crmsync/provider"
 )
 
@@ -28,15 +30,12 @@ func TestRealRoundTrips(t *testing.T) {
 			i, i, time.Now().UnixNano(), body)
 		require.NoError(t, lmtpDeliver(ctx, h.env, tg.Mailbox.Address, []byte(raw)))
 	}
-	proxy := newTurnProxy(t, h.env.POP3Addr)
-	proxy.latency = time.Millisecond
-	tg.Profile.Incoming = endpoint(t, fmt.Sprintf("127.0.0.1:%d", proxy.port()), crmsync.SecurityPlaintext)
-
-	// fetch reads a first batch of max messages on a new connection, and returns the
-	// turns it cost, QUIT included.
-	fetch := func(max int) int {
+	// fetch reads a first batch of max messages on a new connection through p, and
+	// returns the turns it cost, QUIT included.
+	fetch := func(p *testenv.Proxy, max int) int {
 		t.Helper()
-		proxy.reset()
+		p.ResetCounters()
+		tg.Profile.Incoming = endpoint(t, p.Addr(), crmsync.SecurityPlaintext)
 		c, err := h.dialer.DialConn(t.Context(), tg)
 		require.NoError(t, err)
 		b, err := c.FetchIncoming(ctxTimeout(t), provider.FetchRequest{Max: max})
@@ -45,19 +44,41 @@ func TestRealRoundTrips(t *testing.T) {
 		require.Len(t, b.Emails, max)
 		require.Empty(t, b.Failed)
 		assert.Contains(t, b.Emails[max-1].TextBody, "A line of a message body")
-		assert.Equal(t, max, proxy.count("TOP"))
-		assert.Equal(t, max, proxy.count("RETR"))
-		return int(proxy.turns.Load())
+		assert.Equal(t, max, countVerb(p, "TOP"))
+		assert.Equal(t, max, countVerb(p, "RETR"))
+		return int(p.Counts().Turns)
 	}
 
-	small, large := fetch(10), fetch(delivered)
+	// The latency keeps the proxy from taking pipelined commands for turns: it has
+	// read a write of them whole before the answer to the first comes back.
+	proxy := testenv.StartProxy(t, h.env.POP3Addr, testenv.ProxyOptions{Latency: time.Millisecond})
+	small, large := fetch(proxy, 10), fetch(proxy, delivered)
 	t.Logf("round trips with PIPELINING: %d for 10 messages, %d for %d", small, large, delivered)
 	assert.Equal(t, small, large, "a batch costs the same round trips whatever its size")
 	// CAPA, USER, PASS, UIDL, LIST, the TOPs, the RETRs, QUIT.
 	assert.LessOrEqual(t, large, 8)
 
-	proxy.stripPipelining = true
-	without := fetch(10)
+	// A server that does not offer PIPELINING. (A CAPA answer is small, and comes in
+	// one read.)
+	noPipelining := testenv.StartProxy(t, h.env.POP3Addr, testenv.ProxyOptions{
+		Latency: time.Millisecond,
+		Rewrite: func(chunk []byte) []byte {
+			return bytes.ReplaceAll(chunk, []byte("\r\nPIPELINING\r\n"), []byte("\r\n"))
+		},
+	})
+	without := fetch(noPipelining, 10)
 	t.Logf("round trips without PIPELINING: %d for 10 messages", without)
 	assert.GreaterOrEqual(t, without, small+2*(10-1), "one at a time: two round trips per message")
+}
+
+// countVerb returns how many commands of verb the client sent through p since its last
+// ResetCounters.
+func countVerb(p *testenv.Proxy, verb string) int {
+	n := 0
+	for _, l := range p.Lines() {
+		if v, _, _ := strings.Cut(l, " "); strings.EqualFold(v, verb) {
+			n++
+		}
+	}
+	return n
 }

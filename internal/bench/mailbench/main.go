@@ -263,7 +263,7 @@ func benchIMAP(ctx context.Context, o options, env *mailEnv, rep *report) error 
 		if err != nil {
 			return err
 		}
-		rep.imap.tool.record(counted, d, cpu, tp.snapshot().minus(before))
+		rep.imap.tool.record(counted, d, cpu, tp.snapshot().Sub(before))
 		if n, err := m.count(); err != nil || n != o.messages {
 			return fmt.Errorf("mbsync pulled %d messages, want %d (%v)", n, o.messages, err)
 		}
@@ -282,7 +282,7 @@ func benchIMAP(ctx context.Context, o options, env *mailEnv, rep *report) error 
 		if err != nil {
 			return fmt.Errorf("engine ingest over IMAP: %w", err)
 		}
-		rep.imap.engine.record(counted, er.elapsed, selfCPU()-cpu0, tp.snapshot().minus(before))
+		rep.imap.engine.record(counted, er.elapsed, selfCPU()-cpu0, tp.snapshot().Sub(before))
 		if d := er.store.dups.Load(); d != 0 {
 			return fmt.Errorf("engine ingest: the store refused %d duplicates", d)
 		}
@@ -318,7 +318,7 @@ func benchIMAP(ctx context.Context, o options, env *mailEnv, rep *report) error 
 		if len(b.Emails) != 0 || b.More {
 			return fmt.Errorf("no-change FetchIncoming returned %d emails, More %v", len(b.Emails), b.More)
 		}
-		rep.noChange.engine.record(counted, d, 0, tp.snapshot().minus(before))
+		rep.noChange.engine.record(counted, d, 0, tp.snapshot().Sub(before))
 	}
 	for _, sync := range []string{"Pull", "PullNew"} {
 		res := &rep.noChange.tool
@@ -339,7 +339,7 @@ func benchIMAP(ctx context.Context, o options, env *mailEnv, rep *report) error 
 			if err != nil {
 				return err
 			}
-			res.record(counted, d, cpu, tp.snapshot().minus(before))
+			res.record(counted, d, cpu, tp.snapshot().Sub(before))
 		}
 		if n, err := synced.count(); err != nil || n != o.messages {
 			return fmt.Errorf("after no-change runs mbsync has %d messages, want %d (%v)", n, o.messages, err)
@@ -398,7 +398,7 @@ func benchPOP3(ctx context.Context, o options, env *mailEnv, rep *report) error 
 		if err != nil {
 			return err
 		}
-		rep.pop3.tool.record(counted, d, cpu, tp.snapshot().minus(before))
+		rep.pop3.tool.record(counted, d, cpu, tp.snapshot().Sub(before))
 		n, err := m.count()
 		m.remove()
 		if err != nil || n != o.pop3 {
@@ -418,7 +418,7 @@ func benchPOP3(ctx context.Context, o options, env *mailEnv, rep *report) error 
 		if err != nil {
 			return fmt.Errorf("engine ingest over POP3: %w", err)
 		}
-		rep.pop3.engine.record(counted, er.elapsed, selfCPU()-cpu0, tp.snapshot().minus(before))
+		rep.pop3.engine.record(counted, er.elapsed, selfCPU()-cpu0, tp.snapshot().Sub(before))
 		if d := er.store.dups.Load(); d != 0 {
 			return fmt.Errorf("engine POP3 ingest: the store refused %d duplicates", d)
 		}

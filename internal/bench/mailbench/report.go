@@ -11,23 +11,25 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/crmsync/crmsync/internal/testenv"
 )
 
 // measure is one tool's runs of one measurement.
 type measure struct {
 	times []time.Duration
 	cpu   []time.Duration // the client's CPU time (user + system)
-	cost  counts          // what went through the proxy in the last run
+	cost  testenv.Counts  // what went through the proxy in the last run
 }
 
-func (m *measure) add(d, cpu time.Duration, c counts) {
+func (m *measure) add(d, cpu time.Duration, c testenv.Counts) {
 	m.times = append(m.times, d)
 	m.cpu = append(m.cpu, cpu)
 	m.cost = c
 }
 
 // record adds a timed run, or sets the counts from the run through the proxy.
-func (m *measure) record(counted bool, d, cpu time.Duration, c counts) {
+func (m *measure) record(counted bool, d, cpu time.Duration, c testenv.Counts) {
 	if counted {
 		m.cost = c
 		return
@@ -184,8 +186,8 @@ func (r *report) write(w io.Writer) {
 		"on loopback a pipelined command sometimes meets the answer to the one before and counts as a turn):\n\n")
 	b.WriteString("| run | bytes from the server / message | bytes to the server / message | round trips / message | commands / message | round trips |\n")
 	b.WriteString("|---|---|---|---|---|---|\n")
-	row := func(name string, c counts, n int) {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %d |\n", name, perMsg(c.down, n), perMsg(c.up, n), perMsg(c.turns, n), perMsg(c.lines, n), c.turns)
+	row := func(name string, c testenv.Counts, n int) {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %d |\n", name, perMsg(c.Down, n), perMsg(c.Up, n), perMsg(c.Turns, n), perMsg(c.Lines, n), c.Turns)
 	}
 	if r.imap.messages > 0 {
 		row(fmt.Sprintf("(a) Engine, IMAP (%d batches)", r.imap.batches), r.imap.engine.cost, r.imap.messages)
@@ -197,8 +199,8 @@ func (r *report) write(w io.Writer) {
 	}
 	if r.imap.messages > 0 {
 		b.WriteString("\n| no-change run | bytes from the server | bytes to the server | round trips | commands |\n|---|---|---|---|---|\n")
-		nc := func(name string, c counts) {
-			fmt.Fprintf(&b, "| %s | %d | %d | %d | %d |\n", name, c.down, c.up, c.turns, c.lines)
+		nc := func(name string, c testenv.Counts) {
+			fmt.Fprintf(&b, "| %s | %d | %d | %d | %d |\n", name, c.Down, c.Up, c.Turns, c.Lines)
 		}
 		nc("(b) Engine: a fresh connection, FetchIncoming with the saved cursor, Close", r.noChange.engine.cost)
 		nc("(b) mbsync, Sync Pull", r.noChange.tool.cost)
