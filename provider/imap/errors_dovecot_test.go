@@ -29,9 +29,13 @@ import (
 )
 
 // dcConn dials tg with the test CA trusted and closes the connection at the end.
-func dcConn(t *testing.T, env *testenv.Env, tg provider.Target) *imapprov.Conn {
+func dcConn(t *testing.T, env *testenv.Env, tg provider.Target, set ...func(*imapprov.Config)) *imapprov.Conn {
 	t.Helper()
-	c, err := imapprov.NewDialer(imapprov.Config{TLSConfig: env.TLSConfig()}).DialConn(context.Background(), tg)
+	cfg := imapprov.Config{TLSConfig: env.TLSConfig()}
+	for _, f := range set {
+		f(&cfg)
+	}
+	c, err := imapprov.NewDialer(cfg).DialConn(context.Background(), tg)
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -169,9 +173,12 @@ func TestDovecotResetMidFetch(t *testing.T) {
 	env := testenv.MailServers(t)
 	addr := env.AddUser(t, "reset")
 	ids := dcDeliverN(t, env, addr, "reset", 10)
-	p := newTapProxy(t, env.IMAPAddr, func(p *tapProxy) { p.resetOnFullFetch, p.resetAfter = 2, 3000 }) // the second batch's bodies, 3 KB into the answer
-	tg := dcTarget(t, env, crmsync.Endpoint{Host: "127.0.0.1", Port: p.port(), Security: crmsync.SecurityPlaintext}, addr, env.Password)
-	c := dcConn(t, env, tg)
+	p := testenv.StartProxy(t, env.IMAPAddr, testenv.ProxyOptions{ResetAfter: resetOnFullFetch(2, 3000)}) // the second batch's bodies, 3 KB into the answer
+	tg := dcTarget(t, env, crmsync.Endpoint{Host: "127.0.0.1", Port: p.Port(), Security: crmsync.SecurityPlaintext}, addr, env.Password)
+	// No bodies ahead, so that the second FETCH of whole messages is the second
+	// batch's own (TestDovecotResetWhileFetchingAhead cuts the ones ahead).
+	noAhead := func(c *imapprov.Config) { c.PrefetchBytes = -1 }
+	c := dcConn(t, env, tg, noAhead)
 
 	first, err := c.FetchIncoming(dcCtx(t), provider.FetchRequest{Max: 4})
 	require.NoError(t, err)
@@ -179,7 +186,7 @@ func TestDovecotResetMidFetch(t *testing.T) {
 	require.True(t, first.More)
 
 	_, err = c.FetchIncoming(dcCtx(t), provider.FetchRequest{Cursor: first.Cursor, Max: 4})
-	require.EqualValues(t, 1, p.resets.Load(), "the proxy reset the connection during the FETCH")
+	require.EqualValues(t, 1, p.Counts().Resets, "the proxy reset the connection during the FETCH")
 	// The literal's reader sees ECONNRESET; go-imap's decoder, reading after it, sees
 	// the end of the stream and reports "in response-data: unexpected EOF" (as text, not
 	// wrapped), which is what the error carries.
@@ -188,7 +195,7 @@ func TestDovecotResetMidFetch(t *testing.T) {
 	// The next cycle, on a new connection, resumes from the last good cursor.
 	got := messageIDs(first.Emails)
 	cursor := first.Cursor
-	c2 := dcConn(t, env, tg)
+	c2 := dcConn(t, env, tg, noAhead)
 	for range 10 {
 		b, err := c2.FetchIncoming(dcCtx(t), provider.FetchRequest{Cursor: cursor, Max: 4})
 		require.NoError(t, err)
@@ -249,8 +256,8 @@ func TestDovecotResetMidFetchEngine(t *testing.T) {
 	env := testenv.MailServers(t)
 	addr := env.AddUser(t, "resetengine")
 	ids := dcDeliverN(t, env, addr, "resetengine", 20)
-	p := newTapProxy(t, env.IMAPAddr, func(p *tapProxy) { p.resetOnFullFetch, p.resetAfter = 3, 3000 })
-	tg := dcTarget(t, env, crmsync.Endpoint{Host: "127.0.0.1", Port: p.port(), Security: crmsync.SecurityPlaintext}, addr, env.Password)
+	p := testenv.StartProxy(t, env.IMAPAddr, testenv.ProxyOptions{ResetAfter: resetOnFullFetch(3, 3000)})
+	tg := dcTarget(t, env, crmsync.Endpoint{Host: "127.0.0.1", Port: p.Port(), Security: crmsync.SecurityPlaintext}, addr, env.Password)
 	tg.Mailbox.ProcessEmailAfter = time.Now().Add(-time.Hour)
 	tg.Mailbox.Incoming.Method = crmsync.DeliveryServerSideSync
 
@@ -284,7 +291,7 @@ func TestDovecotResetMidFetchEngine(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond) // nothing more arrives
-	assert.EqualValues(t, 1, p.resets.Load(), "one reset")
+	assert.EqualValues(t, 1, p.Counts().Resets, "one reset")
 	obs.mu.Lock()
 	assert.Equal(t, []crmsync.Kind{crmsync.KindTransient}, obs.failed, "one cycle failed, as transient")
 	obs.mu.Unlock()
@@ -392,8 +399,8 @@ func TestDovecotResetWhileFetchingAhead(t *testing.T) {
 	ids := dcDeliverN(t, env, addr, "ahead", 40)
 	for _, nth := range []int{3, 4} { // the bodies of batch 3, fetched ahead during batch 2, or of batch 4
 		t.Run(fmt.Sprintf("reset in body FETCH %d", nth), func(t *testing.T) {
-			p := newTapProxy(t, env.IMAPAddr, func(p *tapProxy) { p.resetOnFullFetch, p.resetAfter = nth, 3000 })
-			tg := dcTarget(t, env, crmsync.Endpoint{Host: "127.0.0.1", Port: p.port(), Security: crmsync.SecurityPlaintext}, addr, env.Password)
+			p := testenv.StartProxy(t, env.IMAPAddr, testenv.ProxyOptions{ResetAfter: resetOnFullFetch(nth, 3000)})
+			tg := dcTarget(t, env, crmsync.Endpoint{Host: "127.0.0.1", Port: p.Port(), Security: crmsync.SecurityPlaintext}, addr, env.Password)
 			var got []string
 			var cursor []byte
 			failures := 0
@@ -413,7 +420,7 @@ func TestDovecotResetWhileFetchingAhead(t *testing.T) {
 					break
 				}
 			}
-			assert.EqualValues(t, 1, p.resets.Load(), "the proxy reset the connection once")
+			assert.EqualValues(t, 1, p.Counts().Resets, "the proxy reset the connection once")
 			// The batch whose FETCH was cut fails; a reset that comes between two
 			// calls is met by the next one opening a new session.
 			assert.LessOrEqual(t, failures, 1, "at most one batch failed")
@@ -433,11 +440,11 @@ func TestDovecotResetCutsTheBodiesFetchedAhead(t *testing.T) {
 	// The 4th FETCH of whole messages asks ahead for batch 4, during batch 3 (whose
 	// bodies came ahead): with a network's latency, batch 3 returns before the answer
 	// comes, and the reset cuts it 3 KB in, in the second message.
-	p := newTapProxy(t, env.IMAPAddr, func(p *tapProxy) {
-		p.latency = 100 * time.Millisecond
-		p.resetOnFullFetch, p.resetAfter = 4, 3000
+	p := testenv.StartProxy(t, env.IMAPAddr, testenv.ProxyOptions{
+		Latency:    100 * time.Millisecond,
+		ResetAfter: resetOnFullFetch(4, 3000),
 	})
-	tg := dcTarget(t, env, crmsync.Endpoint{Host: "127.0.0.1", Port: p.port(), Security: crmsync.SecurityPlaintext}, addr, env.Password)
+	tg := dcTarget(t, env, crmsync.Endpoint{Host: "127.0.0.1", Port: p.Port(), Security: crmsync.SecurityPlaintext}, addr, env.Password)
 	c := dcConn(t, env, tg)
 	var got []string
 	var cursor []byte
@@ -454,6 +461,6 @@ func TestDovecotResetCutsTheBodiesFetchedAhead(t *testing.T) {
 			break
 		}
 	}
-	assert.EqualValues(t, 1, p.resets.Load())
+	assert.EqualValues(t, 1, p.Counts().Resets)
 	assert.Equal(t, ids, got, "every message once, in order")
 }

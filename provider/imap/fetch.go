@@ -238,12 +238,9 @@ func (f *fetcher) folder(name string, st *imap.StatusData, condstore bool) error
 // end when they were all taken.
 func (f *fetcher) take(name string, fs *folderState, uids []imap.UID, caughtUp func()) error {
 	take, rest := uids[:min(f.budget, len(uids))], uids[min(f.budget, len(uids)):]
-	// The next batch of the cycle will most likely read the next UIDs: ask for them
-	// ahead, so that the server is never idle between batches.
-	if next := rest[:min(len(rest), len(take))]; len(next) > 0 {
-		f.startPrefetch(name, fs.Validity, next)
-	}
-	if err := f.messages(name, fs.Validity, take); err != nil {
+	// The next batch of the cycle will most likely read the next UIDs: messages asks
+	// for them ahead, so that the server is never idle between batches.
+	if err := f.messages(name, fs.Validity, take, rest[:min(len(rest), len(take))]); err != nil {
 		return err
 	}
 	f.budget -= len(take)
@@ -398,7 +395,7 @@ func parseHeaders(folder string, validity uint32, bufs []*imapclient.FetchMessag
 type prefetch struct {
 	folder      string
 	validity    uint32
-	uids        []imap.UID    // the UIDs it answers for: a UID in uids and not in headers is gone
+	uids        []imap.UID    // the UIDs it answers for: those of headers, once headersDone
 	headersDone chan struct{} // closed once uids, headers and err are final
 	done        chan struct{} // closed once bodies is set and the goroutine has ended
 	headers     map[imap.UID]fetchedHeader
@@ -437,6 +434,7 @@ func (f *fetcher) startPrefetch(folder string, validity uint32, uids []imap.UID)
 			return
 		}
 		p.headers = parseHeaders(p.folder, p.validity, bufs)
+		p.answered()
 	}()
 }
 
@@ -445,50 +443,17 @@ func (f *fetcher) startPrefetch(folder string, validity uint32, uids []imap.UID)
 func (p *prefetch) readAhead(cl *imapclient.Client, cmd *imapclient.FetchCommand, limit int64) {
 	p.bodies = make(map[imap.UID][]byte, len(p.uids))
 	p.headers = make(map[imap.UID]fetchedHeader, len(p.uids))
-	dropped := make(map[imap.UID]bool)
 	var kept int64
-	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
-		b := &imapclient.FetchMessageBuffer{}
-		var raw []byte
-		var readErr error
-		// The loop stops right after a failed literal: msg.Next would read it again.
-		for item := msg.Next(); item != nil; item = msg.Next() {
-			switch it := item.(type) {
-			case imapclient.FetchItemDataUID:
-				b.UID = it.UID
-			case imapclient.FetchItemDataInternalDate:
-				b.InternalDate = it.Time
-			case imapclient.FetchItemDataRFC822Size:
-				b.RFC822Size = it.Size
-			case imapclient.FetchItemDataBodySection:
-				if it.Literal == nil {
-					continue
-				}
-				if n := it.Literal.Size(); kept+n > limit {
-					dropped[b.UID] = true // over the bound: the batch asks again
-					_, readErr = io.Copy(io.Discard, it.Literal)
-				} else {
-					kept += n
-					raw = getRaw(int(n))
-					if _, readErr = io.ReadFull(it.Literal, raw); readErr != nil {
-						raw = nil
-					}
-				}
-			}
-			if readErr != nil {
-				break
-			}
+	fits := func(size int64) bool {
+		if kept+size > limit {
+			return false // over the bound: the batch asks again
 		}
-		if readErr != nil {
-			// As in readFull: close the client before the command, and fail the
-			// whole prefetch, so that no message passes for expunged.
-			cl.Close()
-			cmd.Close()
-			p.err = readErr
-			return
-		}
-		if b.UID == 0 || dropped[b.UID] || raw == nil {
-			continue
+		kept += size
+		return true
+	}
+	err := readFull(cl, cmd, fits, func(b *imapclient.FetchMessageBuffer, raw []byte) {
+		if raw == nil {
+			return // over the bound, or without its bytes: the batch asks again
 		}
 		p.bodies[b.UID] = raw
 		h := fetchedHeader{buf: b}
@@ -498,14 +463,24 @@ func (p *prefetch) readAhead(cl *imapclient.Client, cmd *imapclient.FetchCommand
 			h.e = e
 		}
 		p.headers[b.UID] = h // without an email: no readable header, which the batch reports
-	}
-	if err := cmd.Close(); err != nil {
-		p.err = err
+	})
+	if err != nil {
+		p.err = err // the whole prefetch fails, so that no message passes for expunged
 		return
 	}
-	if len(dropped) > 0 {
-		p.uids = slices.DeleteFunc(slices.Clone(p.uids), func(uid imap.UID) bool { return dropped[uid] })
-	}
+	p.answered()
+}
+
+// answered narrows p.uids to the UIDs the answer had a message for. A UID the answer
+// left out may have been expunged, but the batch asks for it again rather than take
+// the silence for that: a message must never pass for expunged because an answer went
+// astray (provider/gmail's bridge, for one, takes the untagged answers that come while
+// a command of its own is in flight).
+func (p *prefetch) answered() {
+	p.uids = slices.DeleteFunc(slices.Clone(p.uids), func(uid imap.UID) bool {
+		_, ok := p.headers[uid]
+		return !ok
+	})
 }
 
 // usable reports whether p asked ahead for this folder as it is now.
@@ -575,11 +550,20 @@ func (f *fetcher) headers(folder string, validity uint32, uids []imap.UID) (map[
 }
 
 // messages fetches the headers of uids, screens them, and fetches the accepted ones in
-// full (or takes them from the prefetch).
-func (f *fetcher) messages(folder string, validity uint32, uids []imap.UID) error {
+// full (or takes them from the prefetch). Once they are screened it asks ahead for
+// next: nothing of the Conn's is in flight while req.Screen runs, so that a Screen may
+// use the session (provider/gmail's does), and what the screen decided (all accepted,
+// or not) decides whether the next bodies come ahead.
+func (f *fetcher) messages(folder string, validity uint32, uids, next []imap.UID) error {
 	fetched, err := f.headers(folder, validity, uids)
 	if err != nil {
 		return err
+	}
+	prefetch := func() {
+		if len(next) > 0 {
+			f.startPrefetch(folder, validity, next)
+			next = nil
+		}
 	}
 
 	emails := make(map[imap.UID]*crmsync.Email)
@@ -644,6 +628,7 @@ func (f *fetcher) messages(folder string, validity uint32, uids []imap.UID) erro
 		}
 	}
 	if len(candidates) == 0 {
+		prefetch()
 		return nil
 	}
 	accepted, err := f.screen(candidates)
@@ -651,6 +636,7 @@ func (f *fetcher) messages(folder string, validity uint32, uids []imap.UID) erro
 		return err
 	}
 	f.c.acceptedAll = len(accepted) == len(candidates)
+	prefetch()
 
 	// Parse the accepted messages as their bodies arrive, and add them in UID order.
 	parsed := make(map[imap.UID]bool)
@@ -822,31 +808,50 @@ var fullFetch = &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBody
 // so that one message at a time is held in memory. The bytes come from getRaw: got may
 // give them back with putRaw once nothing refers to them any more.
 func (f *fetcher) fetchFull(uids []imap.UID, got func(uid imap.UID, raw []byte)) error {
-	return readFull(f.cl, f.cl.Fetch(imap.UIDSetNum(uids...), fullFetch), got)
+	cmd := f.cl.Fetch(imap.UIDSetNum(uids...), fullFetch)
+	return readFull(f.cl, cmd, nil, func(b *imapclient.FetchMessageBuffer, raw []byte) {
+		if raw != nil {
+			got(b.UID, raw)
+		}
+	})
 }
 
-// readFull reads the answer to a FETCH of whole messages, as fetchFull describes.
-func readFull(cl *imapclient.Client, cmd *imapclient.FetchCommand, got func(uid imap.UID, raw []byte)) error {
+// readFull reads the answer to a FETCH of whole messages and hands got each message
+// with a UID, as it arrives: its UID, INTERNALDATE and RFC822.SIZE as far as asked, and
+// its bytes, read into a buffer from getRaw, or nil when it came without them or keep
+// (if not nil) refused its size (its bytes are then read and dropped).
+func readFull(cl *imapclient.Client, cmd *imapclient.FetchCommand, keep func(size int64) bool,
+	got func(b *imapclient.FetchMessageBuffer, raw []byte)) error {
 	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
-		var uid imap.UID
+		b := &imapclient.FetchMessageBuffer{}
 		var raw []byte
 		var readErr error
 		for item := msg.Next(); item != nil; item = msg.Next() {
 			switch it := item.(type) {
 			case imapclient.FetchItemDataUID:
-				uid = it.UID
+				b.UID = it.UID
+			case imapclient.FetchItemDataInternalDate:
+				b.InternalDate = it.Time
+			case imapclient.FetchItemDataRFC822Size:
+				b.RFC822Size = it.Size
 			case imapclient.FetchItemDataBodySection:
-				if it.Literal != nil {
+				if it.Literal == nil {
+					continue
+				}
+				switch size := it.Literal.Size(); {
+				case keep != nil && !keep(size):
+					_, readErr = io.Copy(io.Discard, it.Literal)
+				default:
 					// A buffer of the announced size, not io.ReadAll's doublings (18% of
 					// the client CPU of the 20,000-message benchmark), and a recycled one.
-					raw = getRaw(int(it.Literal.Size()))
+					raw = getRaw(int(size))
 					if _, readErr = io.ReadFull(it.Literal, raw); readErr != nil {
 						raw = nil
 					}
 				}
 			}
 			if readErr != nil {
-				break
+				break // msg.Next would read the failed literal again
 			}
 		}
 		if readErr != nil {
@@ -860,8 +865,8 @@ func readFull(cl *imapclient.Client, cmd *imapclient.FetchCommand, got func(uid 
 			}
 			return readErr
 		}
-		if uid != 0 && raw != nil {
-			got(uid, raw)
+		if b.UID != 0 {
+			got(b, raw)
 		}
 	}
 	return cmd.Close()
