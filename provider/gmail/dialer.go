@@ -144,6 +144,9 @@ func NewDialer(cfg Config) (*Dialer, error) {
 	if localName == "" {
 		localName = imap.DefaultLocalName
 	}
+	// The screen asks X-GM-MSGID and labels on the session's side channel, which takes
+	// every untagged answer that comes meanwhile: nothing else may be in flight.
+	cfg.IMAP.ScreenUsesSession = true
 	return &Dialer{
 		imap:       imap.NewDialer(cfg.IMAP),
 		tokens:     newTokens(cfg.OAuth2, cfg.HTTPClient, cfg.Tokens, cfg.IMAP.Clock, cfg.RefreshMargin, log),

@@ -236,66 +236,77 @@ func TestDovecotBatchesCostOneRoundTrip(t *testing.T) {
 
 // While the screen accepts every message, the bodies of the next batch are asked for
 // before the engine has even stored this one: when batch n is screened, its bodies are
-// already on their way. A batch whose screen refuses a message turns that off for the
-// next batch, whose bodies are then fetched only after its screen. Nothing is fetched
-// twice or returned twice.
+// already on their way. A batch whose screen refuses a message turns that off: for the
+// batch after next when the next one is asked for as a batch starts, for the next one
+// with Config.ScreenUsesSession (which asks once a batch is screened). Nothing is
+// fetched twice or returned twice.
 func TestDovecotBodiesFetchedAhead(t *testing.T) {
 	env := testenv.MailServers(t)
-	p := testenv.StartProxy(t, env.IMAPAddr, testenv.ProxyOptions{})
-	addr := env.AddUser(t, "ahead")
-	ids := dcDeliverN(t, env, addr, "ahead", 60)
-	tg := proxied(t, env, p, addr)
+	for _, mode := range []struct {
+		name         string
+		afterScreen  bool
+		ahead, after []int // batches whose bodies were asked for before their screen, and not
+	}{
+		{"asked as a batch starts", false, []int{3, 4, 6}, []int{2, 5}},
+		{"asked once a batch is screened", true, []int{2, 3, 5, 6}, []int{4}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			p := testenv.StartProxy(t, env.IMAPAddr, testenv.ProxyOptions{})
+			addr := env.AddUser(t, "ahead")
+			ids := dcDeliverN(t, env, addr, "ahead", 60)
+			tg := proxied(t, env, p, addr)
+			c, err := imapprov.NewDialer(imapprov.Config{ScreenUsesSession: mode.afterScreen}).DialConn(context.Background(), tg)
+			require.NoError(t, err)
+			defer c.Close()
 
-	c, err := imapprov.NewDialer(imapprov.Config{}).DialConn(context.Background(), tg)
-	require.NoError(t, err)
-	defer c.Close()
-
-	// bodyFetched reports whether a body FETCH of exactly uids first:last was sent.
-	bodyFetched := func(first, last int) bool {
-		fetched := bodyFetches(t, commands(p))
-		for uid := first; uid <= last; uid++ {
-			if fetched[uid] == 0 {
-				return false
+			// bodyFetched reports whether the bodies of uids first to last were asked for.
+			bodyFetched := func(first, last int) bool {
+				fetched := bodyFetches(t, commands(p))
+				for uid := first; uid <= last; uid++ {
+					if fetched[uid] == 0 {
+						return false
+					}
+				}
+				return true
 			}
-		}
-		return true
-	}
-	var got []string
-	var cursor []byte
-	for n := 1; n <= 6; n++ {
-		first, last := 10*(n-1)+1, 10*n
-		screen := func(_ context.Context, headers []*crmsync.Email) ([]bool, error) {
-			switch n {
-			case 2, 3, 5: // fetched ahead: batches 1, 2 and 4 were accepted whole
-				assert.Eventually(t, func() bool { return bodyFetched(first, last) }, 5*time.Second, 5*time.Millisecond,
-					"batch %d: its bodies were asked for before its screen", n)
-			case 4: // batch 3 refused a message: not fetched ahead
-				assert.False(t, bodyFetched(first, last), "batch 4: no bodies asked for before its screen")
+			var got []string
+			var cursor []byte
+			for n := 1; n <= 6; n++ {
+				first, last := 10*(n-1)+1, 10*n
+				screen := func(_ context.Context, headers []*crmsync.Email) ([]bool, error) {
+					switch {
+					case slices.Contains(mode.ahead, n):
+						assert.Eventually(t, func() bool { return bodyFetched(first, last) }, 5*time.Second, 5*time.Millisecond,
+							"batch %d: its bodies were asked for before its screen", n)
+					case slices.Contains(mode.after, n):
+						assert.False(t, bodyFetched(first, last), "batch %d: no bodies asked for before its screen", n)
+					}
+					ok := make([]bool, len(headers))
+					for i := range ok {
+						ok[i] = !(n == 3 && i == 0) // batch 3 refuses a message
+					}
+					return ok, nil
+				}
+				b, err := c.FetchIncoming(dcCtx(t), provider.FetchRequest{Cursor: cursor, Max: 10, Screen: screen})
+				require.NoError(t, err)
+				cursor = b.Cursor
+				for _, e := range b.Emails {
+					got = append(got, e.MessageID)
+				}
+				if !b.More {
+					break
+				}
 			}
-			ok := make([]bool, len(headers))
-			for i := range ok {
-				ok[i] = !(n == 3 && i == 0)
+			want := slices.Delete(slices.Clone(ids), 20, 21) // batch 3's first message was refused
+			assert.Equal(t, want, got, "every accepted message once, in order")
+			fetched := bodyFetches(t, commands(p))
+			for uid := 1; uid <= len(ids); uid++ {
+				if uid == 21 {
+					continue // refused: its body may or may not have come ahead
+				}
+				assert.Equal(t, 1, fetched[uid], "UID %d: body fetched once", uid)
 			}
-			return ok, nil
-		}
-		b, err := c.FetchIncoming(dcCtx(t), provider.FetchRequest{Cursor: cursor, Max: 10, Screen: screen})
-		require.NoError(t, err)
-		cursor = b.Cursor
-		for _, e := range b.Emails {
-			got = append(got, e.MessageID)
-		}
-		if !b.More {
-			break
-		}
-	}
-	want := slices.Delete(slices.Clone(ids), 20, 21) // batch 3's first message was refused
-	assert.Equal(t, want, got, "every accepted message once, in order")
-	fetched := bodyFetches(t, commands(p))
-	for uid := 1; uid <= len(ids); uid++ {
-		if uid == 21 {
-			continue // refused: its body may or may not have come ahead
-		}
-		assert.Equal(t, 1, fetched[uid], "UID %d: body fetched once", uid)
+		})
 	}
 }
 

@@ -35,9 +35,10 @@
 // that the server streams while the engine stores a batch and reads each message once.
 // Config.PrefetchBytes bounds what a Conn keeps ahead. So a folder read in batches costs
 // about one round trip per batch, and the screen still sees every header before
-// anything is tracked. The next batch is asked for once this one is screened: nothing
-// of the Conn's is in flight while the request's Screen runs. A UID that an answer
-// leaves out is asked for again by its batch, never taken for expunged. Whole messages are parsed on GOMAXPROCS goroutines while the
+// anything is tracked. With Config.ScreenUsesSession the next batch is asked for only
+// once this one is screened, so that nothing of the Conn's is in flight while the
+// request's Screen runs. A UID that an answer leaves out is asked for again by its
+// batch, never taken for expunged. Whole messages are parsed on GOMAXPROCS goroutines while the
 // next ones arrive, into buffers that are recycled.
 //
 // When a folder's UIDVALIDITY changes, the folder is read again from its first message,

@@ -550,20 +550,22 @@ func (f *fetcher) headers(folder string, validity uint32, uids []imap.UID) (map[
 }
 
 // messages fetches the headers of uids, screens them, and fetches the accepted ones in
-// full (or takes them from the prefetch). Once they are screened it asks ahead for
-// next: nothing of the Conn's is in flight while req.Screen runs, so that a Screen may
-// use the session (provider/gmail's does), and what the screen decided (all accepted,
-// or not) decides whether the next bodies come ahead.
+// full (or takes them from the prefetch), and asks ahead for next: as it starts, or,
+// with Config.ScreenUsesSession, once they are screened, so that nothing of the
+// Conn's is in flight while req.Screen runs.
 func (f *fetcher) messages(folder string, validity uint32, uids, next []imap.UID) error {
-	fetched, err := f.headers(folder, validity, uids)
-	if err != nil {
-		return err
-	}
 	prefetch := func() {
 		if len(next) > 0 {
 			f.startPrefetch(folder, validity, next)
 			next = nil
 		}
+	}
+	if !f.c.d.cfg.ScreenUsesSession {
+		prefetch()
+	}
+	fetched, err := f.headers(folder, validity, uids)
+	if err != nil {
+		return err
 	}
 
 	emails := make(map[imap.UID]*crmsync.Email)
