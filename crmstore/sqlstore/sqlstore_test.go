@@ -11,7 +11,7 @@ import (
 	"github.com/crmsync/crmsync/internal/testenv"
 )
 
-func TestMain(m *testing.M) { testenv.RunMainPG(m) }
+func TestMain(m *testing.M) { testenv.RunMain(m) }
 
 func ptr[T any](v T) *T { return &v }
 

@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 	if id := os.Getenv(envEngine); id != "" {
 		os.Exit(engineProcess(id, os.Getenv(envDSN), os.Getenv(envLog)))
 	}
-	testenv.RunMainPG(m)
+	testenv.RunMain(m)
 }
 
 // fakeServer is the same simulated mail server in every process: each mailbox holds the

@@ -173,8 +173,9 @@ func MailServers(t testing.TB) *Env {
 	return env
 }
 
-// RunMain runs the tests of a package whose tests call MailServers, sharing one instance of the servers
-// among them (started on first use, stopped after the last test), and exits. Call it from TestMain:
+// RunMain runs the tests of a package whose tests call MailServers or Postgres (or both),
+// sharing one instance of the mail servers and one PostgreSQL cluster among them (each
+// started on first use, stopped after the last test), and exits. Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { testenv.RunMain(m) }
 func RunMain(m *testing.M) {
@@ -185,20 +186,35 @@ func runMain(m *testing.M) int {
 	shared.mu.Lock()
 	shared.inMain = true
 	shared.mu.Unlock()
+	pgShared.mu.Lock()
+	pgShared.inMain = true
+	pgShared.mu.Unlock()
 
 	code := m.Run()
+	fail := func(err error) {
+		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
+		if code == 0 {
+			code = 1
+		}
+	}
 
 	shared.mu.Lock()
-	defer shared.mu.Unlock()
 	if shared.started != "" {
 		if err := stop(shared.env.script, shared.started); err != nil {
-			fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
-			if code == 0 {
-				code = 1
-			}
+			fail(err)
 		}
 		shared.started = ""
 	}
+	shared.mu.Unlock()
+
+	pgShared.mu.Lock()
+	if c := pgShared.cluster; c != nil {
+		if err := stopPG(c.script, c.Dir); err != nil {
+			fail(err)
+		}
+		pgShared.cluster = nil
+	}
+	pgShared.mu.Unlock()
 	return code
 }
 

@@ -8,7 +8,7 @@ package testenv
 //
 //  1. CRMSYNC_PG_ENV names an env file written by `scripts/postgres.sh start DIR` (DIR/env): the cluster already
 //     runs (started once for a whole test run) and is used as it is.
-//  2. The test binary's TestMain calls RunMainPG: one cluster is started on first use, shared by every test of
+//  2. The test binary's TestMain calls RunMain: one cluster is started on first use, shared by every test of
 //     the binary, and stopped when the binary's tests are done.
 //  3. Otherwise each test that calls Postgres starts a cluster of its own and stops it in t.Cleanup (correct, but
 //     about a second per test).
@@ -45,18 +45,18 @@ type PGCluster struct {
 	script string
 }
 
-// pgShared is the cluster of a test binary whose TestMain calls RunMainPG, or the one CRMSYNC_PG_ENV names.
+// pgShared is the cluster of a test binary whose TestMain calls RunMain, or the one CRMSYNC_PG_ENV names.
 var pgShared struct {
 	mu     sync.Mutex
-	inMain bool // RunMainPG runs the tests and will stop what was started
+	inMain bool // RunMain runs the tests and will stop what was started
 
 	// The cluster CRMSYNC_PG_ENV names, read once per value of the variable.
 	envPath    string
 	envCluster *PGCluster
 	envErr     error
 
-	// The cluster RunMainPG's tests share: started on first use (every later caller fails
-	// with the error if it could not be), stopped by RunMainPG.
+	// The cluster RunMain's tests share: started on first use (every later caller fails
+	// with the error if it could not be), stopped by RunMain.
 	cluster *PGCluster
 	err     error
 }
@@ -124,7 +124,7 @@ func PostgresCluster(t testing.TB) *PGCluster {
 	}
 	pgShared.mu.Unlock()
 
-	// No RunMainPG: a cluster for this test alone.
+	// No RunMain: a cluster for this test alone.
 	c, err := startPG()
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
@@ -135,36 +135,6 @@ func PostgresCluster(t testing.TB) *PGCluster {
 		}
 	})
 	return c
-}
-
-// RunMainPG is RunMain for a test binary that also uses Postgres: it shares one instance of the mail servers
-// and one PostgreSQL cluster among the tests (each started on first use), stops both after the last test, and
-// exits. Call it from TestMain:
-//
-//	func TestMain(m *testing.M) { testenv.RunMainPG(m) }
-func RunMainPG(m *testing.M) {
-	os.Exit(runMainPG(m))
-}
-
-func runMainPG(m *testing.M) int {
-	pgShared.mu.Lock()
-	pgShared.inMain = true
-	pgShared.mu.Unlock()
-
-	code := runMain(m) // runs the tests, and stops the mail servers if they were started
-
-	pgShared.mu.Lock()
-	defer pgShared.mu.Unlock()
-	if c := pgShared.cluster; c != nil {
-		if err := stopPG(c.script, c.Dir); err != nil {
-			fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
-			if code == 0 {
-				code = 1
-			}
-		}
-		pgShared.cluster = nil
-	}
-	return code
 }
 
 // dbName returns a database name for a test: a prefix of the test's name, made safe, and random hex.

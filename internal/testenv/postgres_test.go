@@ -38,13 +38,22 @@ func TestWithDatabase(t *testing.T) {
 	}
 }
 
-// TestPostgres starts a cluster for one test (this binary's TestMain is RunMain, not RunMainPG), makes a
+// TestPostgres starts a cluster for one test (as in a binary without RunMain), makes a
 // database on it, and checks that the database is empty and usable, that it is dropped when its test ends,
 // and that the cluster is stopped and removed when its test ends.
 func TestPostgres(t *testing.T) {
 	// What is tested here is a cluster started for one test, not the one the whole run
-	// may share (scripts/test.sh sets CRMSYNC_PG_ENV).
+	// may share (scripts/test.sh sets CRMSYNC_PG_ENV), nor the one RunMain shares.
 	t.Setenv(PGEnvVar, "")
+	pgShared.mu.Lock()
+	inMain := pgShared.inMain
+	pgShared.inMain = false
+	pgShared.mu.Unlock()
+	t.Cleanup(func() {
+		pgShared.mu.Lock()
+		pgShared.inMain = inMain
+		pgShared.mu.Unlock()
+	})
 	ctx := context.Background()
 	var dir string
 	t.Run("cluster", func(t *testing.T) {
@@ -52,7 +61,7 @@ func TestPostgres(t *testing.T) {
 		dir = c.Dir
 		var name string
 		t.Run("database", func(t *testing.T) {
-			// Without RunMainPG, each test that asks for a database gets a cluster of its own.
+			// Without RunMain, each test that asks for a database gets a cluster of its own.
 			if other := Postgres(t); strings.HasPrefix(other, strings.TrimSuffix(c.DSN, "crmsync?sslmode=disable")) {
 				t.Fatalf("Postgres made %s on the cluster of the parent test", other)
 			}
