@@ -458,3 +458,19 @@ func TestMuxKeepsTheProvidersThrottler(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, 7, l.Capacity(), "other kinds get the profile's connection cap")
 }
+
+func TestTLSConfig(t *testing.T) {
+	ep := crmsync.Endpoint{Host: "mail.example.test", Port: 993, Security: crmsync.SecurityTLS}
+	cfg := TLSConfig(nil, ep)
+	assert.Equal(t, "mail.example.test", cfg.ServerName)
+	assert.Equal(t, uint16(tls.VersionTLS12), cfg.MinVersion)
+	assert.False(t, cfg.InsecureSkipVerify, "verified by default")
+
+	base := &tls.Config{ServerName: "localhost", MinVersion: tls.VersionTLS13}
+	ep.InsecureSkipVerify = true
+	cfg = TLSConfig(base, ep)
+	assert.Equal(t, "localhost", cfg.ServerName, "the base's ServerName wins")
+	assert.Equal(t, uint16(tls.VersionTLS13), cfg.MinVersion)
+	assert.True(t, cfg.InsecureSkipVerify, "the endpoint's choice is applied")
+	assert.False(t, base.InsecureSkipVerify, "the base is not changed")
+}

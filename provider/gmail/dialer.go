@@ -220,25 +220,9 @@ func (d *Dialer) DialConn(ctx context.Context, t provider.Target) (*Conn, error)
 	return c, nil
 }
 
-// tlsConfig returns the TLS configuration for ep: Config.IMAP.TLSConfig cloned, with the endpoint's host as
-// ServerName and its InsecureSkipVerify applied.
+// tlsConfig returns the TLS configuration for ep, from Config.IMAP.TLSConfig.
 func (d *Dialer) tlsConfig(ep crmsync.Endpoint) *tls.Config {
-	var cfg *tls.Config
-	if d.tlsBase != nil {
-		cfg = d.tlsBase.Clone()
-	} else {
-		cfg = &tls.Config{}
-	}
-	if cfg.ServerName == "" {
-		cfg.ServerName = ep.Host
-	}
-	if ep.InsecureSkipVerify {
-		cfg.InsecureSkipVerify = true
-	}
-	if cfg.MinVersion == 0 {
-		cfg.MinVersion = tls.VersionTLS12
-	}
-	return cfg
+	return provider.TLSConfig(d.tlsBase, ep)
 }
 
 // noteGmailExtensions remembers whether a profile's IMAP server announced X-GM-EXT-1.

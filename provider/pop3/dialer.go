@@ -118,20 +118,5 @@ func (d *Dialer) DialConn(ctx context.Context, t provider.Target) (*Conn, error)
 
 // tlsConfig returns the TLS configuration for ep.
 func (d *Dialer) tlsConfig(ep crmsync.Endpoint) *tls.Config {
-	var cfg *tls.Config
-	if d.cfg.TLSConfig != nil {
-		cfg = d.cfg.TLSConfig.Clone()
-	} else {
-		cfg = &tls.Config{}
-	}
-	if cfg.ServerName == "" {
-		cfg.ServerName = ep.Host
-	}
-	if ep.InsecureSkipVerify {
-		cfg.InsecureSkipVerify = true
-	}
-	if cfg.MinVersion == 0 {
-		cfg.MinVersion = tls.VersionTLS12
-	}
-	return cfg
+	return provider.TLSConfig(d.cfg.TLSConfig, ep)
 }

@@ -189,20 +189,5 @@ func (s *Sender) dial(ctx context.Context) (net.Conn, error) {
 
 // tlsConfig returns the TLS configuration for the endpoint.
 func (s *Sender) tlsConfig() *tls.Config {
-	var cfg *tls.Config
-	if s.cfg.TLSConfig != nil {
-		cfg = s.cfg.TLSConfig.Clone()
-	} else {
-		cfg = &tls.Config{}
-	}
-	if cfg.ServerName == "" {
-		cfg.ServerName = s.cfg.Endpoint.Host
-	}
-	if s.cfg.Endpoint.InsecureSkipVerify {
-		cfg.InsecureSkipVerify = true
-	}
-	if cfg.MinVersion == 0 {
-		cfg.MinVersion = tls.VersionTLS12
-	}
-	return cfg
+	return provider.TLSConfig(s.cfg.TLSConfig, s.cfg.Endpoint)
 }
