@@ -19,7 +19,7 @@ const (
 	DefaultSentFolder          = "Sent"
 	DefaultUndeliverableFolder = "Undeliverable"
 	DefaultMaxMessages         = 100
-	DefaultPrefetchBytes       = 16 << 20
+	DefaultPrefetchBytes       = 8 << 20
 	DefaultLocalName           = "localhost"
 )
 
@@ -49,9 +49,11 @@ type Config struct {
 	// PrefetchBytes bounds the bodies a connection fetches ahead of the batch being
 	// read: while one batch is screened and stored, the next one's bodies arrive, as
 	// long as the screen accepted every message of the last batch (an initial ingest,
-	// say) and the next batch's messages (by RFC822.SIZE) fit in this many bytes. A
-	// connection holds at most two batches' worth. Default 16 MiB; negative turns
-	// prefetching bodies off (headers are prefetched anyway).
+	// say); they are kept while they fit in this many bytes, and the others are read
+	// off the wire, dropped, and fetched again by their batch. A connection holds at most twice this ahead (an engine with 32 incoming workers,
+	// half a GiB at the very most, during an initial ingest of large mailboxes; a
+	// folder with no more new mail than a batch takes asks nothing ahead). Default 8
+	// MiB; negative turns prefetching bodies off (headers are prefetched anyway).
 	PrefetchBytes int64
 	// ScreenUsesSession says that the requests' Screen functions use the connection's
 	// IMAP session themselves (provider/gmail's do): the next batch is then asked for
