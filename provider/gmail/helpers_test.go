@@ -121,14 +121,6 @@ func message(from, to, msgID, subject string) []byte {
 		">\r\nDate: " + time.Now().Format(time.RFC1123Z) + "\r\n\r\n" + subject + " body\r\n")
 }
 
-func ids(b *provider.Batch) []string {
-	var out []string
-	for _, e := range b.Emails {
-		out = append(out, e.ProviderID)
-	}
-	return out
-}
-
 // fetchAll fetches until no message remains, returning the emails and the last cursor.
 func fetchAll(t *testing.T, ctx context.Context, c provider.IncomingMail, cursor []byte, folders ...string) ([]*crmsync.Email, []byte) {
 	t.Helper()

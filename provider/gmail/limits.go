@@ -164,11 +164,11 @@ func (q *quotas) allowance(key string, lim Limits, now time.Time) (int, time.Tim
 // reservation is a send counted in an account's window before it is made; cancel uncounts a send that
 // certainly did not go out.
 type reservation struct {
-	q          *quotas
-	key        string
-	at         time.Time
-	rcpt       int
-	done, void bool
+	q    *quotas
+	key  string
+	at   time.Time
+	rcpt int
+	done bool
 }
 
 // reserve counts one message with rcpt recipients in the account's window, or returns the throttled error of

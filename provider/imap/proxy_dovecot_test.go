@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"net"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -53,6 +52,3 @@ func closedPort(t testing.TB) int {
 	ln.Close()
 	return port
 }
-
-// hostPort returns "127.0.0.1:port".
-func hostPort(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }

@@ -155,13 +155,6 @@ func (d *dateScanner) space() bool {
 	return d.i > j
 }
 
-func (d *dateScanner) peek() byte {
-	if d.i < len(d.s) {
-		return d.s[d.i]
-	}
-	return 0
-}
-
 // word reads letters.
 func (d *dateScanner) word() string {
 	j := d.i

@@ -22,12 +22,6 @@ type measure struct {
 	cost  testenv.Counts  // what went through the proxy in the last run
 }
 
-func (m *measure) add(d, cpu time.Duration, c testenv.Counts) {
-	m.times = append(m.times, d)
-	m.cpu = append(m.cpu, cpu)
-	m.cost = c
-}
-
 // record adds a timed run, or sets the counts from the run through the proxy.
 func (m *measure) record(counted bool, d, cpu time.Duration, c testenv.Counts) {
 	if counted {
