@@ -42,6 +42,7 @@ var aheadFetch = &imap.FetchOptions{
 // startPrefetch asks ahead for uids, as prefetch describes; it does not wait for the
 // answers.
 func (f *fetcher) startPrefetch(folder string, validity uint32, uids []imap.UID) {
+	f.c.prefetch.release() // one in flight at a time (a call asks ahead once, at most)
 	p := &prefetch{folder: folder, validity: validity, uids: uids,
 		headersDone: make(chan struct{}), done: make(chan struct{})}
 	f.c.prefetch = p
