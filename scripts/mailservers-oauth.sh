@@ -37,6 +37,9 @@ die() {
 	printf 'mailservers-oauth.sh: error: %s\n' "$*" >&2
 	exit 1
 }
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
 usage() {
 	sed -n '2,6p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
 	exit 2
@@ -51,99 +54,6 @@ abs_dir() {
 	[[ $dir =~ ^/[A-Za-z0-9._/+-]+$ ]] || die "DIR must be a path of letters, digits and ._+-/ only: $dir"
 	[[ ${#dir} -le 72 ]] || die "DIR is too long for unix socket paths (max 72 characters): $dir"
 	printf '%s\n' "$dir"
-}
-
-# start_time PID: the process's start time (clock ticks since boot), empty if it is gone or a zombie.
-start_time() {
-	local line rest fields
-	read -r line 2>/dev/null <"/proc/$1/stat" || return 0
-	rest=${line##*) }
-	read -r -a fields <<<"$rest"
-	[[ ${fields[0]} != Z ]] || return 0
-	printf '%s\n' "${fields[19]}"
-}
-record_pid() { printf '%s %s\n' "$2" "$(start_time "$2")" >"$1"; }
-pid_is() {
-	local pid st
-	[[ -s $1 ]] || return 1
-	read -r pid st <"$1" || return 1
-	[[ $pid =~ ^[0-9]+$ && -n $st && $(start_time "$pid") == "$st" ]]
-}
-group_alive() {
-	local pgid=$1 f line rest state pgrp
-	for f in /proc/[0-9]*/stat; do
-		read -r line 2>/dev/null <"$f" || continue
-		rest=${line##*) }
-		read -r state _ pgrp _ <<<"$rest"
-		[[ $pgrp == "$pgid" && $state != Z ]] && return 0
-	done
-	return 1
-}
-
-# stop_one DIR NAME: signal the process group recorded in DIR/NAME.pid, wait, then kill.
-stop_one() {
-	local dir=$1 name=$2 pidfile pid i
-	pidfile="$dir/$name.pid"
-	[[ -s $pidfile ]] || return 0
-	read -r pid _ <"$pidfile" || true
-	if pid_is "$pidfile" || { [[ $pid =~ ^[0-9]+$ && -z $(start_time "$pid") ]] && group_alive "$pid"; }; then
-		kill -TERM -- "-$pid" 2>/dev/null || true
-		for ((i = 0; i < 100; i++)); do
-			group_alive "$pid" || break
-			sleep 0.1
-		done
-		if group_alive "$pid"; then
-			log "$name did not stop within 10 s; killing it"
-			kill -KILL -- "-$pid" 2>/dev/null || true
-		fi
-	fi
-	rm -f "$pidfile"
-}
-
-# free_ports N: N distinct unbound TCP ports in 20000-32767.
-free_ports() {
-	local n=$1 local_addr p
-	local -A used=()
-	while read -r _ local_addr _; do
-		[[ $local_addr == *:* ]] || continue
-		used[$((16#${local_addr##*:}))]=1
-	done < <(cat /proc/net/tcp /proc/net/tcp6 2>/dev/null)
-	local out=()
-	while ((${#out[@]} < n)); do
-		p=$((20000 + (RANDOM * 32768 + RANDOM) % 12768))
-		[[ -z ${used[$p]:-} ]] || continue
-		used[$p]=1
-		out+=("$p")
-	done
-	echo "${out[@]}"
-}
-port_open() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-gen_tls() {
-	local tls=$1 ext
-	mkdir -p "$tls"
-	chmod 0755 "$tls"
-	ext="$tls/leaf.ext"
-	printf '%s\n' \
-		'basicConstraints = critical, CA:FALSE' \
-		'keyUsage = critical, digitalSignature, keyEncipherment' \
-		'extendedKeyUsage = serverAuth' \
-		'subjectAltName = DNS:localhost, IP:127.0.0.1' >"$ext"
-	(
-		umask 077
-		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-			-keyout "$tls/ca-key.pem" -out "$tls/ca.pem" -days 3650 -subj "/CN=crmsync oauth test CA" \
-			-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
-		openssl req -new -newkey rsa:2048 -nodes -keyout "$tls/key.pem" -out "$tls/leaf.csr" -subj "/CN=localhost"
-		openssl x509 -req -in "$tls/leaf.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca-key.pem" \
-			-set_serial "0x$(openssl rand -hex 12)" -days 3650 -extfile "$ext" -out "$tls/cert.pem"
-	) >"$tls/openssl.log" 2>&1 || {
-		cat "$tls/openssl.log" >&2
-		die "openssl failed"
-	}
-	chmod 0644 "$tls/ca.pem" "$tls/cert.pem"
-	install -m 0600 -o "$MAIL_USER" -g "$MAIL_USER" "$tls/key.pem" "$tls/dovecot-key.pem"
-	rm -f "$tls/leaf.csr" "$tls/leaf.ext" "$tls/openssl.log" "$tls/key.pem"
 }
 
 write_conf() {
@@ -334,7 +244,7 @@ cmd_start() {
 	mkdir -p "$dir/dovecot" "$dir/run" "$dir/state" "$dir/mail"
 	chown "$MAIL_USER:$MAIL_USER" "$dir/dovecot" "$dir/run" "$dir/state" "$dir/mail"
 	chmod 0700 "$dir/mail"
-	gen_tls "$dir/tls"
+	gen_tls "$dir/tls" "crmsync oauth test CA"
 
 	local attempt ports
 	for attempt in 1 2 3; do

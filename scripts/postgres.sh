@@ -39,6 +39,9 @@ die() {
 	printf 'postgres.sh: error: %s\n' "$*" >&2
 	exit 1
 }
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
 usage() {
 	sed -n '2,7p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
 	exit 2
@@ -145,27 +148,6 @@ as_owner() {
 	else
 		"$@"
 	fi
-}
-
-# start_time PID: the process's start time (in clock ticks since boot), empty if it is gone or a zombie.
-start_time() {
-	local line rest fields
-	read -r line 2>/dev/null <"/proc/$1/stat" || return 0
-	rest=${line##*) }
-	read -r -a fields <<<"$rest"
-	[[ ${fields[0]} != Z ]] || return 0
-	printf '%s\n' "${fields[19]}"
-}
-
-# record_pid FILE PID: remember PID with its start time, so a recycled pid is never taken for ours.
-record_pid() { printf '%s %s\n' "$2" "$(start_time "$2")" >"$1"; }
-
-# pid_is PIDFILE: whether the process recorded in PIDFILE is still alive (same pid, same start time).
-pid_is() {
-	local pid st
-	[[ -s $1 ]] || return 1
-	read -r pid st <"$1" || return 1
-	[[ $pid =~ ^[0-9]+$ && -n $st && $(start_time "$pid") == "$st" ]]
 }
 
 # postmaster_pid DIR: the pid of DIR's running server, empty if none.
