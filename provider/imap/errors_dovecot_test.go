@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/crmstore"
@@ -463,4 +464,34 @@ func TestDovecotResetCutsTheBodiesFetchedAhead(t *testing.T) {
 	}
 	assert.EqualValues(t, 1, p.Counts().Resets)
 	assert.Equal(t, ids, got, "every message once, in order")
+}
+
+// Close while the next batch's bodies are on their way ahead (a slow network) ends the
+// prefetch with the session and leaves no goroutine behind; so does a call whose
+// context is already canceled.
+func TestDovecotCloseWhileFetchingAhead(t *testing.T) {
+	env := testenv.MailServers(t)
+	addr := env.AddUser(t, "close-ahead")
+	dcDeliverN(t, env, addr, "close", 50)
+	p := testenv.StartProxy(t, env.IMAPAddr, testenv.ProxyOptions{Latency: 200 * time.Millisecond})
+	tg := dcTarget(t, env, crmsync.Endpoint{Host: "127.0.0.1", Port: p.Port(), Security: crmsync.SecurityPlaintext}, addr, env.Password)
+	before := goleak.IgnoreCurrent()
+
+	c, err := imapprov.NewDialer(imapprov.Config{}).DialConn(context.Background(), tg)
+	require.NoError(t, err)
+	var cursor []byte
+	for range 3 { // batch 3 asks batch 4's bodies ahead as it starts
+		b, err := c.FetchIncoming(dcCtx(t), provider.FetchRequest{Cursor: cursor, Max: 10})
+		require.NoError(t, err)
+		require.True(t, b.More)
+		cursor = b.Cursor
+	}
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = c.FetchIncoming(canceled, provider.FetchRequest{Cursor: cursor, Max: 10})
+	require.Error(t, err, "a canceled call fails")
+	start := time.Now()
+	require.NoError(t, c.Close())
+	assert.Less(t, time.Since(start), 5*time.Second, "Close does not wait for what was asked ahead")
+	goleak.VerifyNone(t, before)
 }
