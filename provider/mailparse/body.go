@@ -122,30 +122,21 @@ func (p *bodyParser) leaf(h message.Header, t string, params map[string]string, 
 		return
 	}
 
-	// Let go-message undo the transfer encoding and the charset, from repaired fields.
+	// Let go-message undo the charset, and the transfer encoding unless that is done
+	// already, from repaired fields.
 	h = message.Header{Header: h.Header.Copy()}
-	if cte != "" {
-		h.Set("Content-Transfer-Encoding", cte)
-	}
 	if h.Get("Content-Type") != "" {
 		setContentType(&h, t, params)
 	}
-	if ok { // decoded already: only the charset is left to go-message
-		plain := message.Header{Header: h.Header.Copy()}
-		plain.Del("Content-Transfer-Encoding")
-		ent, err := message.New(plain, bytes.NewReader(data))
-		if err != nil {
-			p.entityNote(err, h, params)
-		}
-		if isText {
-			p.text(ent.Body, t, params)
-		} else {
-			p.attachment(h, ent.Body, t, name)
-		}
-		return
+	body := raw.reader()
+	switch {
+	case ok:
+		h.Del("Content-Transfer-Encoding")
+		body = bytes.NewReader(data)
+	case cte != "":
+		h.Set("Content-Transfer-Encoding", cte)
 	}
-
-	ent, err := message.New(h, raw.reader())
+	ent, err := message.New(h, body)
 	if err != nil {
 		p.entityNote(err, h, params)
 		if ent == nil {

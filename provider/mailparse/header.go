@@ -76,31 +76,10 @@ func readMIMEHeader(head []byte, size int) (message.Header, error) {
 	if size == 0 {
 		return message.Header{}, &ParseError{Reason: ReasonEmpty}
 	}
-	block := make([]byte, 0, 512)
-	readable, keep := false, false // keep: whether the current field is kept, for its continuations
-	for rest := stripMboxFrom(head); len(rest) > 0; {
-		line := rest
-		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
-			line, rest = rest[:i+1], rest[i+1:]
-		} else {
-			rest = nil
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			if keep {
-				block = append(block, line...)
-			}
-			continue
-		}
-		// Lines as sanitizeHeader judges them: a field that readHeader keeps.
-		i := bytes.IndexByte(line, ':')
-		field := i > 0 && validFieldName(bytes.TrimRight(line[:i], " \t"))
-		readable = readable || field
-		keep = field && len(line) >= 8 && strings.EqualFold(string(line[:8]), "content-")
-		if keep {
-			block = append(block, line...)
-		}
-	}
-	if readable {
+	block, fields, _ := filterHeader(stripMboxFrom(head), func(field []byte) bool {
+		return len(field) >= 8 && strings.EqualFold(string(field[:8]), "content-")
+	})
+	if fields > 0 {
 		// readHeader reads a block with at least one field; these lines are its
 		// Content-* fields, verbatim.
 		if h, err := readHeaderBlock(block); err == nil {
@@ -131,29 +110,38 @@ var headerReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
 // sanitizeHeader keeps the lines of a header block that are fields ("Name: value") or
 // continuations of a kept field, and counts the others.
 func sanitizeHeader(head []byte) ([]byte, int) {
-	var out bytes.Buffer
-	dropped, keep := 0, false // keep: whether the current field is kept, for its continuations
-	for _, line := range bytes.SplitAfter(head, []byte("\n")) {
-		if len(line) == 0 {
-			continue
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			if keep {
-				out.Write(line)
-			} else {
-				dropped++
-			}
-			continue
-		}
-		i := bytes.IndexByte(line, ':')
-		keep = i > 0 && validFieldName(bytes.TrimRight(line[:i], " \t"))
-		if keep {
-			out.Write(line)
+	kept, _, dropped := filterHeader(head, func([]byte) bool { return true })
+	return kept, dropped
+}
+
+// filterHeader walks the lines of a header block: a field line ("Name: value", with a
+// valid name) is kept, with its continuation lines, when want says so; fields counts
+// the field lines, and dropped the other lines (and their continuations).
+func filterHeader(head []byte, want func(field []byte) bool) (kept []byte, fields, dropped int) {
+	isField, keep := false, false // of the current line's field
+	for rest := head; len(rest) > 0; {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i+1], rest[i+1:]
 		} else {
+			rest = nil
+		}
+		if line[0] != ' ' && line[0] != '\t' {
+			i := bytes.IndexByte(line, ':')
+			isField = i > 0 && validFieldName(bytes.TrimRight(line[:i], " \t"))
+			keep = isField && want(line)
+			if isField {
+				fields++
+			}
+		}
+		switch {
+		case !isField:
 			dropped++
+		case keep:
+			kept = append(kept, line...)
 		}
 	}
-	return out.Bytes(), dropped
+	return kept, fields, dropped
 }
 
 func validFieldName(b []byte) bool {
