@@ -378,18 +378,18 @@ func parseHeaders(folder string, validity uint32, bufs []*imapclient.FetchMessag
 }
 
 // headers returns the fetched headers of uids: those the previous batch prefetched, and
-// the others fetched now.
+// the others fetched now. A UID the prefetch's answer left out may have been expunged,
+// but it is asked for again rather than the silence taken for that: a message must
+// never pass for expunged because an answer went astray (provider/gmail's bridge, for
+// one, takes the untagged answers that come while a command of its own is in flight),
+// or was dropped over Config.PrefetchBytes.
 func (f *fetcher) headers(folder string, validity uint32, uids []imap.UID) (map[imap.UID]fetchedHeader, error) {
 	var out map[imap.UID]fetchedHeader
 	missing := uids
 	if p := f.pre; p.usable(folder, validity) && waitHeaders(p) == nil {
-		asked := make(map[imap.UID]bool, len(p.uids))
-		for _, uid := range p.uids {
-			asked[uid] = true
-		}
 		out, missing = p.headers, nil
 		for _, uid := range uids {
-			if !asked[uid] {
+			if _, ok := p.headers[uid]; !ok {
 				missing = append(missing, uid)
 			}
 		}
@@ -469,10 +469,7 @@ func (f *fetcher) messages(folder string, validity uint32, uids, next []imap.UID
 		e, err := headerOnly(folder, validity, uid, raw)
 		if err != nil {
 			id := providerID(folder, validity, uid)
-			f.batch.Failed = append(f.batch.Failed, provider.FailedItem{
-				Ref: provider.ItemRef{Folder: folder, ID: id},
-				Err: provider.Permanent("imap parse", fmt.Errorf("%s: %w", id, err)),
-			})
+			f.fail(folder, id, "", provider.Permanent("imap parse", fmt.Errorf("%s: %w", id, err)))
 			delete(full, uid)
 			putRaw(raw)
 			continue
@@ -500,23 +497,8 @@ func (f *fetcher) messages(folder string, validity uint32, uids, next []imap.UID
 	f.c.acceptedAll = len(accepted) == len(candidates)
 	prefetch()
 
-	// Parse the accepted messages as their bodies arrive, and add them in UID order.
-	parsed := make(map[imap.UID]bool)
-	parse := func(uid imap.UID, raw []byte) {
-		e := emails[uid]
-		if e == nil || parsed[uid] {
-			return
-		}
-		parsed[uid] = true
-		if err := mailparse.ParseBody(e, raw, mailparse.Options{AttachmentLimit: f.req.AttachmentLimit}); err != nil {
-			f.batch.Failed = append(f.batch.Failed, provider.FailedItem{
-				Ref:       provider.ItemRef{Folder: folder, ID: e.ProviderID},
-				MessageID: e.MessageID,
-				Err:       provider.Permanent("imap parse", fmt.Errorf("%s: %w", e.ProviderID, err)),
-			})
-			emails[uid] = nil
-		}
-	}
+	// Parse the accepted messages as their bodies arrive (or from the bytes in hand),
+	// and add them in UID order.
 	var want []imap.UID
 	ahead := make(map[imap.UID][]byte)
 	for _, uid := range uids {
@@ -526,16 +508,18 @@ func (f *fetcher) messages(folder string, validity uint32, uids, next []imap.UID
 			if raw := full[uid]; raw != nil {
 				putRaw(raw)
 			}
-		case full[uid] != nil:
-			parse(uid, full[uid])
-			putRaw(full[uid])
 		default:
-			if raw := f.pre.body(folder, validity, uid); raw != nil {
+			raw := full[uid] // read whole for its header
+			if raw == nil {
+				raw = f.pre.body(folder, validity, uid)
+			}
+			if raw != nil {
 				ahead[uid] = raw
 			}
 			want = append(want, uid)
 		}
 	}
+	parsed := make(map[imap.UID]bool)
 	if len(want) > 0 {
 		if err := f.fetchBodies(folder, want, ahead, emails, parsed); err != nil {
 			return err
@@ -548,18 +532,14 @@ func (f *fetcher) messages(folder string, validity uint32, uids, next []imap.UID
 		case parsed[uid]:
 			f.batch.Emails = append(f.batch.Emails, e)
 		default:
-			f.batch.Failed = append(f.batch.Failed, provider.FailedItem{
-				Ref:       provider.ItemRef{Folder: folder, ID: e.ProviderID},
-				MessageID: e.MessageID,
-				Err:       notFound("imap fetch", "%s was expunged before its body was fetched", e.ProviderID),
-			})
+			f.fail(folder, e.ProviderID, e.MessageID, notFound("imap fetch", "%s was expunged before its body was fetched", e.ProviderID))
 		}
 	}
 	return nil
 }
 
 // fetchBodies parses the whole messages of uids into their emails on other goroutines:
-// those in ahead (fetched ahead) first, while the others are fetched, so that the
+// those in ahead (in hand already) first, while the others are fetched, so that the
 // connection and the parsing overlap instead of taking turns. An email that cannot be
 // parsed is reported in the batch's Failed and removed from emails.
 func (f *fetcher) fetchBodies(folder string, uids []imap.UID, ahead map[imap.UID][]byte, emails map[imap.UID]*crmsync.Email, parsed map[imap.UID]bool) error {
@@ -615,14 +595,17 @@ func (f *fetcher) fetchBodies(folder string, uids []imap.UID, ahead map[imap.UID
 	slices.SortFunc(bad, func(a, b result) int { return int(a.uid) - int(b.uid) })
 	for _, r := range bad {
 		e := emails[r.uid]
-		f.batch.Failed = append(f.batch.Failed, provider.FailedItem{
-			Ref:       provider.ItemRef{Folder: folder, ID: e.ProviderID},
-			MessageID: e.MessageID,
-			Err:       provider.Permanent("imap parse", fmt.Errorf("%s: %w", e.ProviderID, r.err)),
-		})
+		f.fail(folder, e.ProviderID, e.MessageID, provider.Permanent("imap parse", fmt.Errorf("%s: %w", e.ProviderID, r.err)))
 		emails[r.uid] = nil
 	}
 	return err
+}
+
+// fail reports a message of folder the batch cannot return, in its Failed.
+func (f *fetcher) fail(folder, id, messageID string, err error) {
+	f.batch.Failed = append(f.batch.Failed, provider.FailedItem{
+		Ref: provider.ItemRef{Folder: folder, ID: id}, MessageID: messageID, Err: err,
+	})
 }
 
 // headerOnly builds the header-only email of one message from its header (or whole

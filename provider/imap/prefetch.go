@@ -1,8 +1,6 @@
 package imap
 
 import (
-	"slices"
-
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 )
@@ -25,8 +23,7 @@ import (
 type prefetch struct {
 	folder      string
 	validity    uint32
-	uids        []imap.UID    // the UIDs it answers for: those of headers, once headersDone
-	headersDone chan struct{} // closed once uids, headers and err are final
+	headersDone chan struct{} // closed once headers and err are final
 	done        chan struct{} // closed once bodies is set and the goroutine has ended
 	headers     map[imap.UID]fetchedHeader
 	err         error
@@ -43,15 +40,14 @@ var aheadFetch = &imap.FetchOptions{
 // answers.
 func (f *fetcher) startPrefetch(folder string, validity uint32, uids []imap.UID) {
 	f.c.prefetch.release() // one in flight at a time (a call asks ahead once, at most)
-	p := &prefetch{folder: folder, validity: validity, uids: uids,
-		headersDone: make(chan struct{}), done: make(chan struct{})}
+	p := &prefetch{folder: folder, validity: validity, headersDone: make(chan struct{}), done: make(chan struct{})}
 	f.c.prefetch = p
 	if limit := f.c.d.cfg.PrefetchBytes; f.c.acceptedAll && limit > 0 {
 		cmd := f.cl.Fetch(imap.UIDSetNum(uids...), aheadFetch)
 		go func() {
 			defer close(p.done)
 			defer close(p.headersDone)
-			p.readAhead(f.cl, cmd, limit)
+			p.readAhead(f.cl, cmd, len(uids), limit)
 		}()
 		return
 	}
@@ -65,15 +61,14 @@ func (f *fetcher) startPrefetch(folder string, validity uint32, uids []imap.UID)
 			return
 		}
 		p.headers = parseHeaders(p.folder, p.validity, bufs)
-		p.answered()
 	}()
 }
 
-// readAhead reads the answer to a FETCH of whole messages asked for ahead: each
+// readAhead reads the answer to a FETCH of n whole messages asked for ahead: each
 // message kept while they fit in limit bytes, and its header parsed as it arrives.
-func (p *prefetch) readAhead(cl *imapclient.Client, cmd *imapclient.FetchCommand, limit int64) {
-	p.bodies = make(map[imap.UID][]byte, len(p.uids))
-	p.headers = make(map[imap.UID]fetchedHeader, len(p.uids))
+func (p *prefetch) readAhead(cl *imapclient.Client, cmd *imapclient.FetchCommand, n int, limit int64) {
+	p.bodies = make(map[imap.UID][]byte, n)
+	p.headers = make(map[imap.UID]fetchedHeader, n)
 	var kept int64
 	fits := func(size int64) bool {
 		if kept+size > limit {
@@ -97,21 +92,7 @@ func (p *prefetch) readAhead(cl *imapclient.Client, cmd *imapclient.FetchCommand
 	})
 	if err != nil {
 		p.err = err // the whole prefetch fails, so that no message passes for expunged
-		return
 	}
-	p.answered()
-}
-
-// answered narrows p.uids to the UIDs the answer had a message for. A UID the answer
-// left out may have been expunged, but the batch asks for it again rather than take
-// the silence for that: a message must never pass for expunged because an answer went
-// astray (provider/gmail's bridge, for one, takes the untagged answers that come while
-// a command of its own is in flight).
-func (p *prefetch) answered() {
-	p.uids = slices.DeleteFunc(slices.Clone(p.uids), func(uid imap.UID) bool {
-		_, ok := p.headers[uid]
-		return !ok
-	})
 }
 
 // usable reports whether p asked ahead for this folder as it is now.
