@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # scripts/lib.sh: what the server scripts (mailservers.sh, mailservers-oauth.sh, postgres.sh) share, sourced by
 # them: process bookkeeping (pid files that remember a start time, so that a recycled pid is never taken for
-# ours; stopping a process group), free ports, and test TLS certificates. The sourcing script defines log and
-# die first.
+# ours; stopping a process group; a watchdog that stops the servers with the process that wanted them), free
+# ports, and test TLS certificates. The sourcing script defines log, die and SCRIPT_PATH first.
 
 # start_time PID: the process's start time (in clock ticks since boot), empty if it is gone or a zombie.
 start_time() {
@@ -113,4 +113,25 @@ gen_tls() {
 	# Dovecot reads its key as MAIL_USER.
 	install -m 0600 -o "$MAIL_USER" -g "$MAIL_USER" "$tls/key.pem" "$tls/dovecot-key.pem"
 	rm -f "$tls/leaf.csr" "$tls/leaf.ext" "$tls/openssl.log" "$tls/key.pem"
+}
+
+# start_watchdog DIR VAR: when the variable named VAR holds a pid, run this script's
+# "__watch DIR PID START_TIME" in the background (cmd_watch), which stops DIR's servers once
+# that process is gone: servers started for a test run never outlive it.
+start_watchdog() {
+	local dir=$1 var=$2 pid st
+	pid=${!var:-}
+	[[ -n $pid ]] || return 0
+	[[ $pid =~ ^[0-9]+$ ]] || die "$var must be a pid"
+	st=$(start_time "$pid")
+	[[ -n $st ]] || die "$var $pid is not a running process"
+	setsid bash "$SCRIPT_PATH" __watch "$dir" "$pid" "$st" </dev/null >/dev/null 2>&1 &
+	record_pid "$dir/watch.pid" "$!"
+}
+
+# wait_gone PID START_TIME: return once the process PID, started at START_TIME, is gone.
+wait_gone() {
+	while [[ $(start_time "$1") == "$2" ]]; do
+		sleep 1
+	done
 }

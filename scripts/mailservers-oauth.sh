@@ -273,23 +273,14 @@ cmd_start() {
 		printf 'CRMSYNC_OAUTH2_INTROSPECTION_URL=%s\n' "$CRMSYNC_OAUTH2_INTROSPECTION_URL"
 	} >"$dir/env.tmp"
 	mv -f "$dir/env.tmp" "$dir/env"
-	if [[ -n ${CRMSYNC_MAIL_WATCH_PID:-} ]]; then
-		local st
-		[[ $CRMSYNC_MAIL_WATCH_PID =~ ^[0-9]+$ ]] || die "CRMSYNC_MAIL_WATCH_PID must be a pid"
-		st=$(start_time "$CRMSYNC_MAIL_WATCH_PID")
-		[[ -n $st ]] || die "CRMSYNC_MAIL_WATCH_PID $CRMSYNC_MAIL_WATCH_PID is not a running process"
-		setsid bash "$SCRIPT_PATH" __watch "$dir" "$CRMSYNC_MAIL_WATCH_PID" "$st" </dev/null >/dev/null 2>&1 &
-		record_pid "$dir/watch.pid" "$!"
-	fi
+	start_watchdog "$dir" CRMSYNC_MAIL_WATCH_PID
 	cat "$dir/env"
 	log "started in $((SECONDS - t0)) s: Dovecot pid $(cut -d' ' -f1 "$dir/dovecot.pid")"
 }
 
 cmd_watch() {
 	local dir=$1 pid=$2 st=$3
-	while [[ $(start_time "$pid") == "$st" ]]; do
-		sleep 1
-	done
+	wait_gone "$pid" "$st"
 	stop_one "$dir" dovecot
 	rm -f "$dir/watch.pid"
 }

@@ -543,7 +543,7 @@ cmd_start() {
 		printf 'CRMSYNC_MAIL_SCRIPT=%s\n' "$SCRIPT_PATH"
 	} >"$dir/env.tmp"
 	mv -f "$dir/env.tmp" "$dir/env"
-	[[ -z ${CRMSYNC_MAIL_WATCH_PID:-} ]] || start_watchdog "$dir" "$CRMSYNC_MAIL_WATCH_PID"
+	start_watchdog "$dir" CRMSYNC_MAIL_WATCH_PID
 	cat "$dir/env"
 	log "started in $((SECONDS - t0)) s: Dovecot pid $(cut -d' ' -f1 "$dir/dovecot.pid"), OpenSMTPD pid $(cut -d' ' -f1 "$dir/smtpd.pid")"
 }
@@ -565,22 +565,12 @@ user_password() {
 # cmd_watch DIR PID START_TIME: (internal) stop DIR's servers once the process PID is gone.
 cmd_watch() {
 	local dir=$1 pid=$2 st=$3
-	while [[ $(start_time "$pid") == "$st" ]]; do
-		sleep 1
-	done
+	wait_gone "$pid" "$st"
 	stop_one "$dir" smtpd
 	stop_one "$dir" dovecot
 	rm -f "$dir/watch.pid"
 }
 
-start_watchdog() {
-	local dir=$1 pid=$2 st
-	[[ $pid =~ ^[0-9]+$ ]] || die "CRMSYNC_MAIL_WATCH_PID must be a pid"
-	st=$(start_time "$pid")
-	[[ -n $st ]] || die "CRMSYNC_MAIL_WATCH_PID $pid is not a running process"
-	setsid bash "$SCRIPT_PATH" __watch "$dir" "$pid" "$st" </dev/null >/dev/null 2>&1 &
-	record_pid "$dir/watch.pid" "$!"
-}
 
 cmd_stop() {
 	[[ $# -eq 1 ]] || usage

@@ -288,7 +288,7 @@ EOF
 		printf 'CRMSYNC_PG_SCRIPT=%s\n' "$SCRIPT_PATH"
 	} >"$dir/env.tmp"
 	mv -f "$dir/env.tmp" "$dir/env"
-	[[ -z ${CRMSYNC_PG_WATCH_PID:-} ]] || start_watchdog "$dir" "$CRMSYNC_PG_WATCH_PID"
+	start_watchdog "$dir" CRMSYNC_PG_WATCH_PID
 	cat "$dir/env"
 	log "started in $((SECONDS - t0)) s: PostgreSQL $("$bin/postgres" --version | awk '{print $3}') pid $(postmaster_pid "$dir") on 127.0.0.1:$port"
 }
@@ -296,21 +296,11 @@ EOF
 # cmd_watch DIR PID START_TIME: (internal) stop DIR's server once the process PID is gone.
 cmd_watch() {
 	local dir=$1 pid=$2 st=$3
-	while [[ $(start_time "$pid") == "$st" ]]; do
-		sleep 1
-	done
+	wait_gone "$pid" "$st"
 	stop_cluster "$dir" immediate
 	rm -f "$dir/watch.pid"
 }
 
-start_watchdog() {
-	local dir=$1 pid=$2 st
-	[[ $pid =~ ^[0-9]+$ ]] || die "CRMSYNC_PG_WATCH_PID must be a pid"
-	st=$(start_time "$pid")
-	[[ -n $st ]] || die "CRMSYNC_PG_WATCH_PID $pid is not a running process"
-	setsid bash "$SCRIPT_PATH" __watch "$dir" "$pid" "$st" </dev/null >/dev/null 2>&1 &
-	record_pid "$dir/watch.pid" "$!"
-}
 
 # stop_one_watch DIR: stop the watchdog of DIR, if any.
 stop_one_watch() {
