@@ -37,7 +37,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -71,7 +70,8 @@ type Env struct {
 	// Vars holds every KEY=VALUE of the env file.
 	Vars map[string]string
 
-	script string
+	script     string
+	startedDir string // where this process started them, if it did
 }
 
 // TLSConfig returns a client configuration that verifies the servers' certificate.
@@ -116,61 +116,24 @@ func sanitizeLocalPart(s string) string {
 	return b.String()
 }
 
-// shared is the instance of a test binary whose TestMain calls RunMain, or the one CRMSYNC_MAIL_ENV names.
-var shared struct {
-	mu      sync.Mutex
-	inMain  bool   // RunMain runs the tests and will stop what was started
-	env     *Env   // the servers, once known
-	err     error  // why they could not be had; every later caller fails with it
-	started string // the directory of servers this process started (stopped by RunMain)
+// mail is the mail servers of this test binary (see server).
+var mail = &server[*Env]{
+	what: "real mail servers", envVar: EnvVar, load: loadEnv,
+	start: func() (*Env, error) {
+		env, dir, err := start()
+		if err == nil {
+			env.startedDir = dir
+		}
+		return env, err
+	},
+	stop: func(env *Env) error { return stop(env.script, env.startedDir) },
 }
 
 // MailServers returns the real mail servers, starting them when needed (see the package comment). It skips
 // the test under -short and fails it, with the script's output, when the servers cannot be had.
 func MailServers(t testing.TB) *Env {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs real mail servers; run without -short")
-	}
-	if path := os.Getenv(EnvVar); path != "" {
-		shared.mu.Lock()
-		defer shared.mu.Unlock()
-		if shared.env == nil && shared.err == nil {
-			shared.env, shared.err = loadEnv(path)
-			if shared.err != nil {
-				shared.err = fmt.Errorf("%s=%s: %w", EnvVar, path, shared.err)
-			}
-		}
-		if shared.err != nil {
-			t.Fatalf("testenv: %v", shared.err)
-		}
-		return shared.env
-	}
-
-	shared.mu.Lock()
-	if shared.inMain {
-		defer shared.mu.Unlock()
-		if shared.env == nil && shared.err == nil {
-			shared.env, shared.started, shared.err = start()
-		}
-		if shared.err != nil {
-			t.Fatalf("testenv: %v", shared.err)
-		}
-		return shared.env
-	}
-	shared.mu.Unlock()
-
-	// No RunMain: an instance for this test alone.
-	env, dir, err := start()
-	if err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := stop(env.script, dir); err != nil {
-			t.Errorf("testenv: %v", err)
-		}
-	})
-	return env
+	return mail.get(t)
 }
 
 // RunMain runs the tests of a package whose tests call MailServers or Postgres (or both),
@@ -183,38 +146,17 @@ func RunMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	shared.mu.Lock()
-	shared.inMain = true
-	shared.mu.Unlock()
-	pgShared.mu.Lock()
-	pgShared.inMain = true
-	pgShared.mu.Unlock()
-
+	mail.setInMain(true)
+	pg.setInMain(true)
 	code := m.Run()
-	fail := func(err error) {
-		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
-		if code == 0 {
-			code = 1
+	for _, stop := range []func() error{mail.stopShared, pg.stopShared} {
+		if err := stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
+			if code == 0 {
+				code = 1
+			}
 		}
 	}
-
-	shared.mu.Lock()
-	if shared.started != "" {
-		if err := stop(shared.env.script, shared.started); err != nil {
-			fail(err)
-		}
-		shared.started = ""
-	}
-	shared.mu.Unlock()
-
-	pgShared.mu.Lock()
-	if c := pgShared.cluster; c != nil {
-		if err := stopPG(c.script, c.Dir); err != nil {
-			fail(err)
-		}
-		pgShared.cluster = nil
-	}
-	pgShared.mu.Unlock()
 	return code
 }
 

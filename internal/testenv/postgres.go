@@ -26,7 +26,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -45,20 +44,10 @@ type PGCluster struct {
 	script string
 }
 
-// pgShared is the cluster of a test binary whose TestMain calls RunMain, or the one CRMSYNC_PG_ENV names.
-var pgShared struct {
-	mu     sync.Mutex
-	inMain bool // RunMain runs the tests and will stop what was started
-
-	// The cluster CRMSYNC_PG_ENV names, read once per value of the variable.
-	envPath    string
-	envCluster *PGCluster
-	envErr     error
-
-	// The cluster RunMain's tests share: started on first use (every later caller fails
-	// with the error if it could not be), stopped by RunMain.
-	cluster *PGCluster
-	err     error
+// pg is the PostgreSQL cluster of this test binary (see server).
+var pg = &server[*PGCluster]{
+	what: "PostgreSQL", envVar: PGEnvVar, load: loadPGEnv, start: startPG,
+	stop: func(c *PGCluster) error { return stopPG(c.script, c.Dir) },
 }
 
 // Postgres returns the DSN (a postgres:// URL) of a new, empty database on a real PostgreSQL cluster, starting
@@ -92,49 +81,7 @@ func (c *PGCluster) NewDatabase(t testing.TB) string {
 // tests want Postgres instead: a database of their own.
 func PostgresCluster(t testing.TB) *PGCluster {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs PostgreSQL; run without -short")
-	}
-	if path := os.Getenv(PGEnvVar); path != "" {
-		pgShared.mu.Lock()
-		defer pgShared.mu.Unlock()
-		if pgShared.envPath != path {
-			pgShared.envPath = path
-			pgShared.envCluster, pgShared.envErr = loadPGEnv(path)
-			if pgShared.envErr != nil {
-				pgShared.envErr = fmt.Errorf("%s=%s: %w", PGEnvVar, path, pgShared.envErr)
-			}
-		}
-		if pgShared.envErr != nil {
-			t.Fatalf("testenv: %v", pgShared.envErr)
-		}
-		return pgShared.envCluster
-	}
-
-	pgShared.mu.Lock()
-	if pgShared.inMain {
-		defer pgShared.mu.Unlock()
-		if pgShared.cluster == nil && pgShared.err == nil {
-			pgShared.cluster, pgShared.err = startPG()
-		}
-		if pgShared.err != nil {
-			t.Fatalf("testenv: %v", pgShared.err)
-		}
-		return pgShared.cluster
-	}
-	pgShared.mu.Unlock()
-
-	// No RunMain: a cluster for this test alone.
-	c, err := startPG()
-	if err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := stopPG(c.script, c.Dir); err != nil {
-			t.Errorf("testenv: %v", err)
-		}
-	})
-	return c
+	return pg.get(t)
 }
 
 // dbName returns a database name for a test: a prefix of the test's name, made safe, and random hex.

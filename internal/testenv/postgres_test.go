@@ -45,15 +45,8 @@ func TestPostgres(t *testing.T) {
 	// What is tested here is a cluster started for one test, not the one the whole run
 	// may share (scripts/test.sh sets CRMSYNC_PG_ENV), nor the one RunMain shares.
 	t.Setenv(PGEnvVar, "")
-	pgShared.mu.Lock()
-	inMain := pgShared.inMain
-	pgShared.inMain = false
-	pgShared.mu.Unlock()
-	t.Cleanup(func() {
-		pgShared.mu.Lock()
-		pgShared.inMain = inMain
-		pgShared.mu.Unlock()
-	})
+	inMain := pg.setInMain(false)
+	t.Cleanup(func() { pg.setInMain(inMain) })
 	ctx := context.Background()
 	var dir string
 	t.Run("cluster", func(t *testing.T) {
