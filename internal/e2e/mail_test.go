@@ -6,8 +6,6 @@ package e2e
 import (
 	"context"
 	"errors"
-	"net"
-	"strconv"
 	"testing"
 	"time"
 
@@ -25,15 +23,6 @@ import (
 )
 
 func TestMain(m *testing.M) { testenv.RunMain(m) }
-
-func endpoint(t *testing.T, addr string, sec crmsync.Security) crmsync.Endpoint {
-	t.Helper()
-	host, port, err := net.SplitHostPort(addr)
-	require.NoError(t, err)
-	p, err := strconv.Atoi(port)
-	require.NoError(t, err)
-	return crmsync.Endpoint{Host: host, Port: p, Security: sec}
-}
 
 type world struct {
 	t       *testing.T
@@ -54,8 +43,8 @@ func newWorld(t *testing.T) *world {
 	w.dialer = imap.NewDialer(imap.Config{TLSConfig: env.TLSConfig()})
 	w.profile = &crmsync.ServerProfile{
 		ID: "dovecot", Name: "Dovecot", Kind: crmsync.ServerIMAP, OwnerID: "admin",
-		Incoming: endpoint(t, env.IMAPSAddr, crmsync.SecurityTLS),
-		Outgoing: endpoint(t, env.SMTPAddr, crmsync.SecuritySTARTTLS),
+		Incoming: testenv.Endpoint(t, env.IMAPSAddr, crmsync.SecurityTLS),
+		Outgoing: testenv.Endpoint(t, env.SMTPAddr, crmsync.SecuritySTARTTLS),
 	}
 	mk := func(local string) *crmsync.Mailbox {
 		addr := env.AddUser(t, local)

@@ -578,7 +578,7 @@ func (m *OAuthMail) NewUser(localPart string) string {
 
 // Deliver puts raw (an RFC 5322 message) into the INBOX of to, over LMTP, as a mail server's delivery would.
 func (m *OAuthMail) Deliver(ctx context.Context, to string, raw []byte) error {
-	return deliverLMTP(ctx, m.LMTPAddr, "sender@"+m.Domain, []string{to}, raw)
+	return deliverLMTP(ctx, "tcp", m.LMTPAddr, "sender@"+m.Domain, []string{to}, raw)
 }
 
 // Relayed returns the number of messages the submission service relayed (and the sink delivered).
@@ -698,7 +698,7 @@ func (r *relaySink) session(c net.Conn) {
 			lmtp := r.lmtp
 			r.mu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			err = deliverLMTP(ctx, lmtp, from, rcpts, body)
+			err = deliverLMTP(ctx, "tcp", lmtp, from, rcpts, body)
 			cancel()
 			if err != nil {
 				reply("451 4.3.0 delivery failed: " + strings.ReplaceAll(err.Error(), "\n", " "))
@@ -748,19 +748,22 @@ func readDotBody(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
-// deliverLMTP delivers raw to rcpts over LMTP at addr (host:port).
-func deliverLMTP(ctx context.Context, addr, from string, rcpts []string, raw []byte) error {
+// deliverLMTP delivers raw to rcpts over LMTP at addr on network ("tcp": host:port;
+// "unix": a socket path), within ctx's deadline or 30 seconds.
+func deliverLMTP(ctx context.Context, network, addr, from string, rcpts []string, raw []byte) error {
 	if addr == "" {
 		return errors.New("no LMTP address")
 	}
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	c, err := d.DialContext(ctx, network, addr)
 	if err != nil {
-		return err
+		return fmt.Errorf("lmtp: %w", err)
 	}
 	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
+	} else {
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 	}
 	br := bufio.NewReader(c)
 	expect := func(code string) error {

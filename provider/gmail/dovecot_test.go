@@ -3,8 +3,6 @@ package gmail_test
 import (
 	"context"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,15 +26,6 @@ import (
 // authorization server (token introspection): the XOAUTH2 and OAUTHBEARER exchanges are Dovecot's own.
 // Dovecot does not speak Gmail's X-GM-EXT-1, so the provider behaves as plain IMAP there.
 
-func endpoint(t *testing.T, addr string, sec crmsync.Security) crmsync.Endpoint {
-	t.Helper()
-	host, port, err := net.SplitHostPort(addr)
-	require.NoError(t, err)
-	p, err := strconv.Atoi(port)
-	require.NoError(t, err)
-	return crmsync.Endpoint{Host: host, Port: p, Security: sec}
-}
-
 type dovecotWorld struct {
 	t       *testing.T
 	ctx     context.Context
@@ -58,8 +47,8 @@ func newDovecotWorld(t *testing.T, oauth testenv.OAuthConfig, cfg gmail.Config) 
 	w.profile = &crmsync.ServerProfile{
 		ID: "dovecot-oauth", Name: "Dovecot with OAuth", Kind: crmsync.ServerGmail, OwnerID: "admin",
 		CredentialSource: crmsync.CredentialsOAuthGrant,
-		Incoming:         endpoint(t, m.IMAPSAddr, crmsync.SecurityTLS),
-		Outgoing:         endpoint(t, m.SMTPAddr, crmsync.SecuritySTARTTLS),
+		Incoming:         testenv.Endpoint(t, m.IMAPSAddr, crmsync.SecurityTLS),
+		Outgoing:         testenv.Endpoint(t, m.SMTPAddr, crmsync.SecuritySTARTTLS),
 	}
 	return w
 }

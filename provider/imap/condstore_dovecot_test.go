@@ -22,7 +22,7 @@ import (
 // proxied returns a target of addr whose incoming endpoint is the proxy (plaintext, so
 // that the proxy sees the commands).
 func proxied(t *testing.T, env *testenv.Env, p *testenv.Proxy, addr string) provider.Target {
-	return dcTarget(t, env, dcEndpoint(t, p.Addr(), crmsync.SecurityPlaintext), addr, env.Password)
+	return dcTarget(t, env, testenv.Endpoint(t, p.Addr(), crmsync.SecurityPlaintext), addr, env.Password)
 }
 
 // cycle runs one incoming cycle as the engine does: a fresh connection, FetchIncoming
@@ -102,7 +102,7 @@ func TestDovecotCondStore(t *testing.T) {
 func TestDovecotSentSpecialUse(t *testing.T) {
 	env := testenv.MailServers(t)
 	from, to := env.AddUser(t, "sentfrom"), env.AddUser(t, "sentto")
-	tg := dcTarget(t, env, dcEndpoint(t, env.IMAPSAddr, crmsync.SecurityTLS), from, env.Password)
+	tg := dcTarget(t, env, testenv.Endpoint(t, env.IMAPSAddr, crmsync.SecurityTLS), from, env.Password)
 	// A configured name that exists nowhere: if the provider went by name, it would
 	// create this folder.
 	dialer := imapprov.NewDialer(imapprov.Config{TLSConfig: env.TLSConfig(), SentFolder: "Elsewhere"})

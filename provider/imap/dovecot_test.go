@@ -9,8 +9,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/textproto"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +40,7 @@ func TestDovecotConformance(t *testing.T) {
 		{"Plaintext", env.IMAPAddr, crmsync.SecurityPlaintext},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newDovecotHarness(t, env, dcEndpoint(t, tc.addr, tc.security))
+			h := newDovecotHarness(t, env, testenv.Endpoint(t, tc.addr, tc.security))
 			providertest.RunConformance(t, h)
 		})
 	}
@@ -90,7 +88,7 @@ func (h *dovecotHarness) NewMailbox(ctx context.Context, t *testing.T) provider.
 // Deliver hands raw to Dovecot's LMTP server for the target's address: when the server
 // answers the end of DATA, the message is in the INBOX.
 func (h *dovecotHarness) Deliver(ctx context.Context, to provider.Target, raw []byte) error {
-	return lmtpDeliver(ctx, h.env, to.Mailbox.Address, raw)
+	return h.env.Deliver(ctx, to.Mailbox.Address, raw)
 }
 
 // DeliverAt APPENDs raw to the INBOX with received as its INTERNALDATE.
@@ -105,20 +103,6 @@ func (h *dovecotHarness) WithBadCredentials(t provider.Target) provider.Target {
 	return t
 }
 
-// dcEndpoint returns the endpoint of a host:port address.
-func dcEndpoint(t testing.TB, addr string, sec crmsync.Security) crmsync.Endpoint {
-	t.Helper()
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		t.Fatalf("address %q: %v", addr, err)
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil {
-		t.Fatalf("address %q: %v", addr, err)
-	}
-	return crmsync.Endpoint{Host: host, Port: p, Security: sec}
-}
-
 // dcTarget returns the target of a Dovecot user: incoming on in, outgoing on the
 // submission port with STARTTLS.
 func dcTarget(t testing.TB, env *testenv.Env, in crmsync.Endpoint, addr, password string) provider.Target {
@@ -128,7 +112,7 @@ func dcTarget(t testing.TB, env *testenv.Env, in crmsync.Endpoint, addr, passwor
 		Profile: &crmsync.ServerProfile{
 			ID: "dovecot", Name: "Dovecot", Kind: crmsync.ServerIMAP, OwnerID: "admin",
 			Incoming: in,
-			Outgoing: dcEndpoint(t, env.SMTPAddr, crmsync.SecuritySTARTTLS),
+			Outgoing: testenv.Endpoint(t, env.SMTPAddr, crmsync.SecuritySTARTTLS),
 		},
 		Mailbox: &crmsync.Mailbox{
 			ID: "mb-" + local, Address: addr, ProfileID: "dovecot",
@@ -137,62 +121,6 @@ func dcTarget(t testing.TB, env *testenv.Env, in crmsync.Endpoint, addr, passwor
 			Credentials: crmsync.Credentials{Username: addr, Password: password},
 		},
 	}
-}
-
-// lmtpDeliver delivers raw to rcpt through Dovecot's LMTP unix socket: LHLO, MAIL FROM,
-// RCPT TO, DATA (dot-stuffed by textproto), and the one reply for the one recipient.
-func lmtpDeliver(ctx context.Context, env *testenv.Env, rcpt string, raw []byte) error {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unix", env.LMTP)
-	if err != nil {
-		return fmt.Errorf("lmtp: %w", err)
-	}
-	defer nc.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		nc.SetDeadline(dl)
-	} else {
-		nc.SetDeadline(time.Now().Add(30 * time.Second))
-	}
-	c := textproto.NewConn(nc)
-	step := func(code int, format string, args ...any) error {
-		if format != "" {
-			if err := c.PrintfLine(format, args...); err != nil {
-				return err
-			}
-		}
-		if _, msg, err := c.ReadResponse(code); err != nil {
-			return fmt.Errorf("lmtp %q: %w (%s)", format, err, msg)
-		}
-		return nil
-	}
-	if err := step(220, ""); err != nil {
-		return err
-	}
-	if err := step(250, "LHLO localhost"); err != nil {
-		return err
-	}
-	if err := step(250, "MAIL FROM:<sender@conformance.crmsync.test>"); err != nil {
-		return err
-	}
-	if err := step(250, "RCPT TO:<%s>", rcpt); err != nil {
-		return err
-	}
-	if err := step(354, "DATA"); err != nil {
-		return err
-	}
-	w := c.DotWriter()
-	// DotWriter turns bare LF into CRLF; raw already has CRLF, which it keeps.
-	if _, err := w.Write(raw); err != nil {
-		return err
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	if err := step(250, ""); err != nil {
-		return err
-	}
-	_ = c.PrintfLine("QUIT")
-	return nil
 }
 
 // imapLogin opens a plaintext IMAP session of creds on env's IMAP port, for test set-up
@@ -253,7 +181,7 @@ func dcDeliverN(t testing.TB, env *testenv.Env, to, prefix string, n int) []stri
 	ids := make([]string, n)
 	for i := range n {
 		ids[i] = fmt.Sprintf("%s.%d.%d@dovecot.crmsync.test", prefix, time.Now().UnixNano(), i)
-		if err := lmtpDeliver(ctx, env, to, dcMessage(to, ids[i], fmt.Sprintf("%s %d", prefix, i))); err != nil {
+		if err := env.Deliver(ctx, to, dcMessage(to, ids[i], fmt.Sprintf("%s %d", prefix, i))); err != nil {
 			t.Fatalf("delivering message %d to %s: %v", i, to, err)
 		}
 	}

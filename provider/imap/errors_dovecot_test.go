@@ -59,9 +59,9 @@ func TestDovecotWrongPassword(t *testing.T) {
 	addr := env.AddUser(t, "wrongpw")
 	for _, sec := range []crmsync.Security{crmsync.SecurityTLS, crmsync.SecuritySTARTTLS, crmsync.SecurityPlaintext} {
 		t.Run(secName(sec), func(t *testing.T) {
-			in := dcEndpoint(t, env.IMAPSAddr, sec)
+			in := testenv.Endpoint(t, env.IMAPSAddr, sec)
 			if sec != crmsync.SecurityTLS {
-				in = dcEndpoint(t, env.IMAPAddr, sec)
+				in = testenv.Endpoint(t, env.IMAPAddr, sec)
 			}
 			c := dcConn(t, env, dcTarget(t, env, in, addr, "Wrong-Password-42"))
 			for _, w := range []crmsync.Workload{crmsync.Incoming, crmsync.Outgoing} {
@@ -83,7 +83,7 @@ func TestDovecotWrongPassword(t *testing.T) {
 // and password" is the right advice for both.
 func TestDovecotUnknownUser(t *testing.T) {
 	env := testenv.MailServers(t)
-	tg := dcTarget(t, env, dcEndpoint(t, env.IMAPSAddr, crmsync.SecurityTLS), "nobody-here@"+env.Domain, env.Password)
+	tg := dcTarget(t, env, testenv.Endpoint(t, env.IMAPSAddr, crmsync.SecurityTLS), "nobody-here@"+env.Domain, env.Password)
 	c := dcConn(t, env, tg)
 	err := c.Test(dcCtx(t), crmsync.Incoming)
 	assertKind(t, crmsync.KindAuth, err, "Test(incoming)")
@@ -97,7 +97,7 @@ func TestDovecotUnknownUser(t *testing.T) {
 	// inbox.
 	addr := env.AddUser(t, "nofolder")
 	ids := dcDeliverN(t, env, addr, "nofolder", 1)
-	c = dcConn(t, env, dcTarget(t, env, dcEndpoint(t, env.IMAPAddr, crmsync.SecurityPlaintext), addr, env.Password))
+	c = dcConn(t, env, dcTarget(t, env, testenv.Endpoint(t, env.IMAPAddr, crmsync.SecurityPlaintext), addr, env.Password))
 	b, err := c.FetchIncoming(dcCtx(t), provider.FetchRequest{Folders: []string{"No Such Folder"}})
 	require.NoError(t, err)
 	require.Len(t, b.Emails, 1)
@@ -111,7 +111,7 @@ func TestDovecotMoveFromMissingFolder(t *testing.T) {
 	env := testenv.MailServers(t)
 	addr := env.AddUser(t, "nofolder")
 	dcDeliverN(t, env, addr, "nofolder", 1)
-	c := dcConn(t, env, dcTarget(t, env, dcEndpoint(t, env.IMAPAddr, crmsync.SecurityPlaintext), addr, env.Password))
+	c := dcConn(t, env, dcTarget(t, env, testenv.Endpoint(t, env.IMAPAddr, crmsync.SecurityPlaintext), addr, env.Password))
 	b, err := c.FetchIncoming(dcCtx(t), provider.FetchRequest{})
 	require.NoError(t, err)
 	require.Len(t, b.Emails, 1)
@@ -352,7 +352,7 @@ func privateServers(t *testing.T, env *testenv.Env, extra ...string) map[string]
 func TestDovecotTooManyConnections(t *testing.T) {
 	env := testenv.MailServers(t)
 	vars := privateServers(t, env, "CRMSYNC_MAIL_MAX_USERIP_CONNECTIONS=1")
-	in := dcEndpoint(t, vars["CRMSYNC_IMAP_ADDR"], crmsync.SecurityPlaintext)
+	in := testenv.Endpoint(t, vars["CRMSYNC_IMAP_ADDR"], crmsync.SecurityPlaintext)
 	tg := dcTarget(t, env, in, "alice@"+vars["CRMSYNC_MAIL_DOMAIN"], vars["CRMSYNC_MAIL_PASSWORD"])
 
 	first := dcConn(t, env, tg)

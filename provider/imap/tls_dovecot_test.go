@@ -41,8 +41,8 @@ func TestDovecotTLSVerifiedByDefault(t *testing.T) {
 	}
 	for name, cfg := range configs {
 		for _, in := range []crmsync.Endpoint{
-			dcEndpoint(t, env.IMAPSAddr, crmsync.SecurityTLS),
-			dcEndpoint(t, env.IMAPAddr, crmsync.SecuritySTARTTLS),
+			testenv.Endpoint(t, env.IMAPSAddr, crmsync.SecurityTLS),
+			testenv.Endpoint(t, env.IMAPAddr, crmsync.SecuritySTARTTLS),
 		} {
 			t.Run(name+"/"+secName(in.Security), func(t *testing.T) {
 				tg := dcTarget(t, env, in, addr, env.Password)
@@ -68,8 +68,8 @@ func TestDovecotTLSInsecureSkipVerify(t *testing.T) {
 	addr := env.AddUser(t, "tlsskip")
 	ids := dcDeliverN(t, env, addr, "tlsskip", 1)
 	for _, in := range []crmsync.Endpoint{
-		dcEndpoint(t, env.IMAPSAddr, crmsync.SecurityTLS),
-		dcEndpoint(t, env.IMAPAddr, crmsync.SecuritySTARTTLS),
+		testenv.Endpoint(t, env.IMAPSAddr, crmsync.SecurityTLS),
+		testenv.Endpoint(t, env.IMAPAddr, crmsync.SecuritySTARTTLS),
 	} {
 		t.Run(secName(in.Security), func(t *testing.T) {
 			in.InsecureSkipVerify = true
@@ -107,14 +107,14 @@ func TestDovecotTLSWrongPort(t *testing.T) {
 	env := testenv.MailServers(t)
 	addr := env.AddUser(t, "tlsport")
 
-	tlsToPlain := dcTarget(t, env, dcEndpoint(t, env.IMAPAddr, crmsync.SecurityTLS), addr, env.Password)
+	tlsToPlain := dcTarget(t, env, testenv.Endpoint(t, env.IMAPAddr, crmsync.SecurityTLS), addr, env.Password)
 	err := dcConn(t, env, tlsToPlain).Test(dcCtx(t), crmsync.Incoming)
 	assertKind(t, crmsync.KindPermanent, err, "IMAPS spoken to the IMAP port")
 	var rh tls.RecordHeaderError
 	assert.ErrorAs(t, err, &rh)
 
 	const timeout = 500 * time.Millisecond
-	toTLS := dcTarget(t, env, dcEndpoint(t, env.IMAPSAddr, crmsync.SecuritySTARTTLS), addr, env.Password)
+	toTLS := dcTarget(t, env, testenv.Endpoint(t, env.IMAPSAddr, crmsync.SecuritySTARTTLS), addr, env.Password)
 	toTLS.Profile.ConnectionTimeout = timeout
 	start := time.Now()
 	err = dcConn(t, env, toTLS).Test(context.Background(), crmsync.Incoming)

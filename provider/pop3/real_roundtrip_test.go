@@ -28,14 +28,14 @@ func TestRealRoundTrips(t *testing.T) {
 	for i := 1; i <= delivered; i++ {
 		raw := fmt.Sprintf("From: Bob <bob@example.test>\r\nSubject: turns %d\r\nMessage-ID: <turns.%d.%d@example.test>\r\n\r\n%s",
 			i, i, time.Now().UnixNano(), body)
-		require.NoError(t, lmtpDeliver(ctx, h.env, tg.Mailbox.Address, []byte(raw)))
+		require.NoError(t, h.env.Deliver(ctx, tg.Mailbox.Address, []byte(raw)))
 	}
 	// fetch reads a first batch of max messages on a new connection through p, and
 	// returns the turns it cost, QUIT included.
 	fetch := func(p *testenv.Proxy, max int) int {
 		t.Helper()
 		p.ResetCounters()
-		tg.Profile.Incoming = endpoint(t, p.Addr(), crmsync.SecurityPlaintext)
+		tg.Profile.Incoming = testenv.Endpoint(t, p.Addr(), crmsync.SecurityPlaintext)
 		c, err := h.dialer.DialConn(t.Context(), tg)
 		require.NoError(t, err)
 		b, err := c.FetchIncoming(ctxTimeout(t), provider.FetchRequest{Max: max})

@@ -6,8 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
-	"net/textproto"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,16 +44,7 @@ func newRealHarness(t *testing.T, sec crmsync.Security) *realHarness {
 	if sec == crmsync.SecurityTLS {
 		addr = env.POP3SAddr
 	}
-	return &realHarness{env: env, ep: endpoint(t, addr, sec), dialer: pop3.NewDialer(pop3.Config{TLSConfig: env.TLSConfig()})}
-}
-
-func endpoint(t *testing.T, addr string, sec crmsync.Security) crmsync.Endpoint {
-	t.Helper()
-	host, port, err := net.SplitHostPort(addr)
-	require.NoError(t, err)
-	p, err := strconv.Atoi(port)
-	require.NoError(t, err)
-	return crmsync.Endpoint{Host: host, Port: p, Security: sec}
+	return &realHarness{env: env, ep: testenv.Endpoint(t, addr, sec), dialer: pop3.NewDialer(pop3.Config{TLSConfig: env.TLSConfig()})}
 }
 
 func (h *realHarness) target(address, password string) provider.Target {
@@ -79,7 +68,7 @@ func (h *realHarness) NewMailbox(_ context.Context, t *testing.T) provider.Targe
 }
 
 func (h *realHarness) Deliver(ctx context.Context, to provider.Target, raw []byte) error {
-	return lmtpDeliver(ctx, h.env, to.Mailbox.Address, raw)
+	return h.env.Deliver(ctx, to.Mailbox.Address, raw)
 }
 
 func (h *realHarness) WithBadCredentials(t provider.Target) provider.Target {
@@ -87,56 +76,6 @@ func (h *realHarness) WithBadCredentials(t provider.Target) provider.Target {
 	mb.Credentials.Password += "-wrong"
 	t.Mailbox = &mb
 	return t
-}
-
-// lmtpDeliver delivers raw to rcpt's inbox through Dovecot's LMTP socket: when it
-// returns, the message is in the maildrop.
-func lmtpDeliver(ctx context.Context, env *testenv.Env, rcpt string, raw []byte) error {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unix", env.LMTP)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		nc.SetDeadline(dl)
-	}
-	tc := textproto.NewConn(nc)
-	if _, _, err := tc.ReadResponse(220); err != nil {
-		return fmt.Errorf("lmtp greeting: %w", err)
-	}
-	cmd := func(code int, format string, args ...any) error {
-		if err := tc.PrintfLine(format, args...); err != nil {
-			return err
-		}
-		if _, msg, err := tc.ReadResponse(code); err != nil {
-			return fmt.Errorf("lmtp %s: %w (%s)", strings.Fields(format)[0], err, msg)
-		}
-		return nil
-	}
-	if err := cmd(250, "LHLO localhost"); err != nil {
-		return err
-	}
-	if err := cmd(250, "MAIL FROM:<sender@conformance.crmsync.test>"); err != nil {
-		return err
-	}
-	if err := cmd(250, "RCPT TO:<%s>", rcpt); err != nil {
-		return err
-	}
-	if err := cmd(354, "DATA"); err != nil {
-		return err
-	}
-	w := tc.DotWriter()
-	if _, err := w.Write(raw); err != nil {
-		return err
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	if _, msg, err := tc.ReadResponse(250); err != nil { // one answer per recipient
-		return fmt.Errorf("lmtp delivery: %w (%s)", err, msg)
-	}
-	return cmd(221, "QUIT")
 }
 
 func TestRealConformance(t *testing.T) {
@@ -211,7 +150,7 @@ func TestRealLeaveOnServer(t *testing.T) {
 	tg := h.target(h.env.AddUser(t, "pop3-leave"), h.env.Password)
 	ctx := ctxTimeout(t)
 	for i := 1; i <= 3; i++ {
-		require.NoError(t, lmtpDeliver(ctx, h.env, tg.Mailbox.Address, realMessage(i)))
+		require.NoError(t, h.env.Deliver(ctx, tg.Mailbox.Address, realMessage(i)))
 	}
 
 	first, cursor := fetchNew(t, h, tg, nil)
@@ -220,7 +159,7 @@ func TestRealLeaveOnServer(t *testing.T) {
 	assert.Empty(t, again, "a second cycle returns nothing")
 	assert.Equal(t, cursor, cursor2)
 
-	require.NoError(t, lmtpDeliver(ctx, h.env, tg.Mailbox.Address, realMessage(4)))
+	require.NoError(t, h.env.Deliver(ctx, tg.Mailbox.Address, realMessage(4)))
 	fourth, cursor3 := fetchNew(t, h, tg, cursor2)
 	require.Len(t, fourth, 1)
 	assert.Equal(t, "leave 4", fourth[0].Subject)
@@ -297,7 +236,7 @@ func TestRealPlaintextOnlyWhenAsked(t *testing.T) {
 
 	// Implicit TLS asked of the plaintext port fails; it never falls back.
 	h := newRealHarness(t, crmsync.SecurityTLS)
-	h.ep = endpoint(t, h.env.POP3Addr, crmsync.SecurityTLS)
+	h.ep = testenv.Endpoint(t, h.env.POP3Addr, crmsync.SecurityTLS)
 	c, err := h.dialer.DialConn(t.Context(), h.target(h.env.Users[0], h.env.Password))
 	require.NoError(t, err)
 	defer c.Close()
@@ -312,7 +251,7 @@ func TestRealPlaintextOnlyWhenAsked(t *testing.T) {
 func TestRealSendThroughSMTP(t *testing.T) {
 	h := newRealHarness(t, crmsync.SecuritySTARTTLS)
 	tg := h.target(h.env.AddUser(t, "pop3-send"), h.env.Password)
-	tg.Profile.Outgoing = endpoint(t, h.env.SMTPAddr, crmsync.SecuritySTARTTLS)
+	tg.Profile.Outgoing = testenv.Endpoint(t, h.env.SMTPAddr, crmsync.SecuritySTARTTLS)
 	p, err := h.dialer.Dial(t.Context(), tg)
 	require.NoError(t, err)
 	defer p.Close()
