@@ -135,3 +135,46 @@ wait_gone() {
 		sleep 1
 	done
 }
+
+# dovecot_services: the services a private Dovecot runs without chroot (which needs root), and
+# anvil without its auth penalty. For the end of a dovecot.conf.
+dovecot_services() {
+	cat <<'EOF'
+# chroot needs root: the services that chroot by default do not here.
+service anvil {
+  chroot =
+  # No auth penalty: else each failed login from 127.0.0.1 delays the next logins of every test by 2-15 s.
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}
+service ipc {
+  chroot =
+}
+service old-stats {
+  chroot =
+}
+service aggregator {
+  chroot =
+}
+EOF
+}
+
+# dovecot_login_service SERVICE LISTENER PORT TLS_LISTENER TLS_PORT: a Dovecot login service on
+# loopback, without chroot: LISTENER plaintext (with STARTTLS), TLS_LISTENER implicit TLS.
+dovecot_login_service() {
+	cat <<EOF
+service $1 {
+  chroot =
+  inet_listener $2 {
+    address = 127.0.0.1
+    port = $3
+  }
+  inet_listener $4 {
+    address = 127.0.0.1
+    port = $5
+    ssl = yes
+  }
+}
+EOF
+}

@@ -145,48 +145,13 @@ submission_relay_host = ${relay%:*}
 submission_relay_port = ${relay##*:}
 submission_relay_ssl = no
 submission_max_mail_size = 150M
-service submission-login {
-  chroot =
-  inet_listener submission {
-    address = 127.0.0.1
-    port = $p_smtp
-  }
-  inet_listener submissions {
-    address = 127.0.0.1
-    port = $p_smtps
-    ssl = yes
-  }
-}
 EOF
+		dovecot_login_service submission-login submission "$p_smtp" submissions "$p_smtps" >>"$dir/dovecot/dovecot.conf"
 	fi
-	cat >>"$dir/dovecot/dovecot.conf" <<EOF
-service anvil {
-  chroot =
-  unix_listener anvil-auth-penalty {
-    mode = 0
-  }
-}
-service ipc {
-  chroot =
-}
-service old-stats {
-  chroot =
-}
-service aggregator {
-  chroot =
-}
-service imap-login {
-  chroot =
-  inet_listener imap {
-    address = 127.0.0.1
-    port = $p_imap
-  }
-  inet_listener imaps {
-    address = 127.0.0.1
-    port = $p_imaps
-    ssl = yes
-  }
-}
+	{
+		dovecot_services
+		dovecot_login_service imap-login imap "$p_imap" imaps "$p_imaps"
+		cat <<EOF
 service lmtp {
   inet_listener lmtp {
     address = 127.0.0.1
@@ -194,6 +159,7 @@ service lmtp {
   }
 }
 EOF
+	} >>"$dir/dovecot/dovecot.conf"
 }
 
 launch() {

@@ -294,59 +294,13 @@ submission_relay_port = $p_mta
 submission_relay_ssl = no
 submission_max_mail_size = 150M
 
-# chroot needs root: the services that chroot by default do not here.
-service anvil {
-  chroot =
-  # No auth penalty: else each failed login from 127.0.0.1 delays the next logins of every test by 2-15 s.
-  unix_listener anvil-auth-penalty {
-    mode = 0
-  }
-}
-service ipc {
-  chroot =
-}
-service old-stats {
-  chroot =
-}
-service aggregator {
-  chroot =
-}
-service imap-login {
-  chroot =
-  inet_listener imap {
-    address = 127.0.0.1
-    port = $p_imap
-  }
-  inet_listener imaps {
-    address = 127.0.0.1
-    port = $p_imaps
-    ssl = yes
-  }
-}
-service pop3-login {
-  chroot =
-  inet_listener pop3 {
-    address = 127.0.0.1
-    port = $p_pop3
-  }
-  inet_listener pop3s {
-    address = 127.0.0.1
-    port = $p_pop3s
-    ssl = yes
-  }
-}
-service submission-login {
-  chroot =
-  inet_listener submission {
-    address = 127.0.0.1
-    port = $p_smtp
-  }
-  inet_listener submissions {
-    address = 127.0.0.1
-    port = $p_smtps
-    ssl = yes
-  }
-}
+EOF
+	{
+		dovecot_services
+		dovecot_login_service imap-login imap "$p_imap" imaps "$p_imaps"
+		dovecot_login_service pop3-login pop3 "$p_pop3" pop3s "$p_pop3s"
+		dovecot_login_service submission-login submission "$p_smtp" submissions "$p_smtps"
+		cat <<EOF
 service lmtp {
   unix_listener lmtp {
     mode = 0666
@@ -357,6 +311,7 @@ service lmtp {
   }
 }
 EOF
+	} >>"$dir/dovecot/dovecot.conf"
 }
 
 write_smtpd_conf() {
