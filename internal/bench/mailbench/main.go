@@ -9,9 +9,11 @@
 //	(c) POP3 ingest (5,000 messages by default) through the Engine and provider/pop3
 //	    against mpop, leaving the messages on the server.
 //
-// Both sides use plaintext IMAP and POP3 on loopback, through the same counting TCP
-// proxy, which gives the bytes and round trips per message. mbsync and mpop write to a
-// Maildir on tmpfs with fsync off, the closest match to the Engine's in-memory store.
+// Both sides use plaintext IMAP and POP3 on loopback. The timed runs go straight to the
+// server; one more run of each tool goes through a counting TCP proxy (testenv.Proxy, in
+// a process of its own), which gives the bytes and round trips per message
+// (-time-through-proxy times through it instead). mbsync and mpop write to a Maildir on
+// tmpfs with fsync off, the closest match to the Engine's in-memory store.
 //
 // It needs running mail servers (scripts/mailservers.sh start DIR, then -env DIR/env)
 // and root (to add users). scripts/bench-mail.sh does all of it; the results are a
