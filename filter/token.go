@@ -182,10 +182,6 @@ func (c TokenConfig) Find(subject string) (string, bool) {
 func (c TokenConfig) Stamp(subject, token string) string {
 	c = c.WithDefaults()
 	subject = c.strip(subject)
-	subject = strings.TrimRightFunc(subject, unicode.IsSpace)
-	if subject == "" {
-		return token
-	}
 	room := MaxSubjectLen - 1 - utf8.RuneCountInString(token)
 	if room <= 0 {
 		return token
@@ -199,7 +195,13 @@ func (c TokenConfig) Stamp(subject, token string) string {
 			}
 			n++
 		}
-		subject = strings.TrimRightFunc(subject, unicode.IsSpace)
+		// The cut may have made a token of what was not one ("CRM:0A0" cut to "CRM:0").
+		subject = c.strip(subject)
+	}
+	// Trimmed after the cut, which may leave only white space: then the token alone.
+	subject = strings.TrimRightFunc(subject, unicode.IsSpace)
+	if subject == "" {
+		return token
 	}
 	return subject + " " + token
 }
