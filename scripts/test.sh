@@ -39,6 +39,7 @@ fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${CRMSYNC_FUZZTIME:-10s}" "$
 fuzz ./provider/mailparse FuzzParseHeader
 fuzz ./provider/mailparse FuzzParseAddressList
 fuzz ./provider/mailparse FuzzParseDate
+fuzz ./provider/mailparse FuzzHeaderFields
 fuzz ./provider/mailparse FuzzMIMEHeader
 fuzz ./provider/mailparse FuzzMultipart
 fuzz ./filter FuzzTokenFind

@@ -5,8 +5,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-
-	"github.com/emersion/go-message"
 )
 
 // dateLayouts are forms of dates seen in the wild that net/mail does not read.
@@ -58,7 +56,7 @@ func parseDateSlow(v string) (time.Time, bool) {
 
 // receivedAt returns the date of the newest (topmost) Received field that has one: when
 // the delivering server took the message in.
-func receivedAt(h message.Header) time.Time {
+func receivedAt(h fields) time.Time {
 	for _, v := range h.Values("Received") {
 		if i := strings.LastIndexByte(v, ';'); i >= 0 {
 			if t, ok := ParseDate(v[i+1:]); ok {

@@ -128,17 +128,42 @@ func FuzzParseAddressList(f *testing.F) {
 	})
 }
 
-// FuzzMIMEHeader checks the shortcut ParseBody takes to its header (only the Content-*
-// fields) against the full header read it stands in for.
+// headerSeeds are header blocks at the edges of what a header reader must agree on.
+var headerSeeds = []string{
+	":x\r\n\r\n", " cont\r\nContent-Type: text/html\r\n\r\n", "Content-Type : text/plain;\r\n charset=utf-8\r\nbad line\r\n charset=x\r\n\r\n",
+	"From a@b Mon\r\ncontent-type: text/plain\r\n\r\n", "CONTENT-TRANSFER-ENCODING: base64\r\nContent\x01: x\r\n\r\n", "",
+	"Received: x\r\n\tContent-Type: y\r\nContent-Type: z", "Content-Type: a\nContent-Type: b\n\n",
+	"Subject: a\r\r\nSubject: b\r", "Content-Type: x\r", "To: a\r\n \r\n\tb \r\n", "X: \r\n\r", ": x\r\n y\r\nFrom: a",
+	"FROM: a\r\nfrom: b\r\nReceived: 1\r\nreceived: 2\r\n", "Subject: x\n  \t\n y\n", "A\x80: b\r\n",
+}
+
+// FuzzHeaderFields checks the header reader the parser uses against go-message's
+// textproto.ReadHeader, which it stands in for.
+func FuzzHeaderFields(f *testing.F) {
+	for _, s := range handSeeds {
+		f.Add(s)
+	}
+	for _, s := range headerSeeds {
+		f.Add([]byte(s))
+	}
+	files, names := corpusFiles(f)
+	for _, name := range names {
+		f.Add(files[name])
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if d := mailparse.HeaderDisagreement(raw); d != "" {
+			t.Fatal(d)
+		}
+	})
+}
+
+// FuzzMIMEHeader checks the header ParseBody reads (only the Content-* fields) against
+// go-message's textproto.ReadHeader.
 func FuzzMIMEHeader(f *testing.F) {
 	for _, s := range handSeeds {
 		f.Add(s)
 	}
-	for _, s := range []string{
-		":x\r\n\r\n", " cont\r\nContent-Type: text/html\r\n\r\n", "Content-Type : text/plain;\r\n charset=utf-8\r\nbad line\r\n charset=x\r\n\r\n",
-		"From a@b Mon\r\ncontent-type: text/plain\r\n\r\n", "CONTENT-TRANSFER-ENCODING: base64\r\nContent\x01: x\r\n\r\n", "",
-		"Received: x\r\n\tContent-Type: y\r\nContent-Type: z", "Content-Type: a\nContent-Type: b\n\n",
-	} {
+	for _, s := range headerSeeds {
 		f.Add([]byte(s))
 	}
 	files, names := corpusFiles(f)

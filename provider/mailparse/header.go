@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 
 	"github.com/emersion/go-message"
-	"github.com/emersion/go-message/textproto"
 
 	"github.com/crmsync/crmsync"
 )
@@ -34,26 +32,29 @@ func splitMessage(raw []byte) (head, body []byte) {
 // empty message from one without a header. Lines that are neither a field nor the
 // continuation of one are dropped with a note, so that one bad line does not lose the
 // rest of the header.
-func readHeader(head []byte, size int) (message.Header, []string, error) {
+//
+// The fields are appended to buf, which the caller may give a stack array's room.
+func readHeader(head []byte, size int, buf fields) (fields, []string, error) {
 	if size == 0 {
-		return message.Header{}, nil, &ParseError{Reason: ReasonEmpty}
+		return nil, nil, &ParseError{Reason: ReasonEmpty}
 	}
 	head = stripMboxFrom(head)
-	h, err := readHeaderBlock(head)
+	fs, ok := scanHeader(head, buf)
 	var notes []string
-	if err != nil {
+	if !ok {
 		clean, dropped := sanitizeHeader(head)
-		if h, err = readHeaderBlock(clean); err != nil {
-			return message.Header{}, nil, &ParseError{Reason: ReasonUnreadableHeader, Err: err}
+		if fs, ok = scanHeader(clean, fs[:0]); !ok {
+			// Every line left is a field or the continuation of one.
+			return nil, nil, &ParseError{Reason: ReasonUnreadableHeader}
 		}
 		if dropped > 0 {
 			notes = append(notes, fmt.Sprintf("%d malformed header line(s) were ignored", dropped))
 		}
 	}
-	if h.Len() == 0 {
-		return message.Header{}, nil, &ParseError{Reason: ReasonNoHeader}
+	if len(fs) == 0 {
+		return nil, nil, &ParseError{Reason: ReasonNoHeader}
 	}
-	return h, notes, nil
+	return fs, notes, nil
 }
 
 // stripMboxFrom drops an mbox "From sender date" separator line, left in by some
@@ -69,42 +70,18 @@ func stripMboxFrom(head []byte) []byte {
 }
 
 // readMIMEHeader reads the Content-* fields of a header block, which are all that
-// ParseBody needs, without building the others (a Received field's date, addresses…):
-// the fields are those readHeader would read, and it fails exactly when readHeader
-// does.
+// ParseBody needs; it fails exactly when readHeader does.
 func readMIMEHeader(head []byte, size int) (message.Header, error) {
-	if size == 0 {
-		return message.Header{}, &ParseError{Reason: ReasonEmpty}
+	var buf [32]field
+	fs, _, err := readHeader(head, size, buf[:0])
+	if err != nil {
+		return message.Header{}, err
 	}
-	block, fields, _ := filterHeader(stripMboxFrom(head), func(field []byte) bool {
-		return len(field) >= 8 && strings.EqualFold(string(field[:8]), "content-")
-	})
-	if fields > 0 {
-		// readHeader reads a block with at least one field; these lines are its
-		// Content-* fields, verbatim.
-		if h, err := readHeaderBlock(block); err == nil {
-			return h, nil
-		}
-	}
-	h, _, err := readHeader(head, size) // decides the rare cases exactly
-	return h, err
+	return fs.mimeHeader(), nil
 }
 
-func readHeaderBlock(head []byte) (message.Header, error) {
-	end := "\r\n" // the empty line that ends the block
-	if len(head) > 0 && head[len(head)-1] != '\n' {
-		end = "\r\n\r\n"
-	}
-	br := headerReaders.Get().(*bufio.Reader)
-	br.Reset(io.MultiReader(bytes.NewReader(head), strings.NewReader(end)))
-	h, err := textproto.ReadHeader(br)
-	br.Reset(nil)
-	headerReaders.Put(br)
-	return message.Header{Header: h}, err
-}
-
-// headerReaders are readHeaderBlock's buffered readers: each header read would
-// otherwise allocate (and clear) a 4 KiB buffer.
+// headerReaders are the buffered readers go-message's header reader needs for the
+// header of a MIME part: each read would otherwise allocate (and clear) a 4 KiB buffer.
 var headerReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
 
 // sanitizeHeader keeps the lines of a header block that are fields ("Name: value") or
@@ -158,7 +135,7 @@ func validFieldName(b []byte) bool {
 
 // headerEmail builds the header-only email of a header. It never fails: a field it
 // cannot read is left empty, and what it reads leniently is noted.
-func headerEmail(h message.Header) *crmsync.Email {
+func headerEmail(h fields) *crmsync.Email {
 	e := &crmsync.Email{Direction: crmsync.DirectionIncoming}
 	// Identifiers are copied, not decoded: raw 8-bit bytes in them are replaced, so
 	// every field of an email is valid UTF-8 (stores such as PostgreSQL require it).

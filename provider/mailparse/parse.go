@@ -73,7 +73,8 @@ func Parse(raw []byte, opts Options) (*crmsync.Email, error) {
 // note. It fails, with a *ParseError, only when the message has no readable header.
 func ParseHeader(raw []byte) (*crmsync.Email, error) {
 	head, _ := splitMessage(raw)
-	h, notes, err := readHeader(head, len(raw))
+	var buf [32]field
+	h, notes, err := readHeader(head, len(raw), buf[:0])
 	if err != nil {
 		return nil, err
 	}
