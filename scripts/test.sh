@@ -42,5 +42,6 @@ fuzz ./provider/mailparse FuzzParseDate
 fuzz ./provider/mailparse FuzzHeaderFields
 fuzz ./provider/mailparse FuzzMIMEHeader
 fuzz ./provider/mailparse FuzzMultipart
+fuzz ./provider/mailparse FuzzBase64
 fuzz ./filter FuzzTokenFind
 fuzz ./filter FuzzParseFilter

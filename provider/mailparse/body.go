@@ -3,6 +3,7 @@ package mailparse
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -191,6 +192,10 @@ func decodeTransfer(cte string, raw source) (data []byte, fresh, ok bool) {
 // decodeBase64 decodes a base64 body in one pass, ignoring line breaks, spaces and
 // tabs (as go-message's reader does); false if it is not valid base64.
 func decodeBase64(src []byte) ([]byte, bool) {
+	dst := make([]byte, base64.StdEncoding.DecodedLen(len(src)))
+	if n, ok := decodeBase64Lines(dst, src); ok {
+		return dst[:n], true
+	}
 	// Decode skips CR and LF itself; spaces and tabs (a continuation indent) are rare.
 	if bytes.IndexByte(src, ' ') >= 0 || bytes.IndexByte(src, '\t') >= 0 {
 		src = bytes.Map(func(r rune) rune {
@@ -200,12 +205,94 @@ func decodeBase64(src []byte) ([]byte, bool) {
 			return r
 		}, src)
 	}
-	dst := make([]byte, base64.StdEncoding.DecodedLen(len(src)))
 	n, err := base64.StdEncoding.Decode(dst, src)
 	if err != nil {
 		return nil, false
 	}
 	return dst[:n], true
+}
+
+// decodeBase64Lines decodes base64 laid out as encoders write it, into dst: lines of
+// whole quanta (four characters each), each ending in CRLF or LF, padding only at the
+// end. Lines are decoded one by one with decodeQuanta, which is half again as fast as
+// base64's decoder and never meets a line break (that decoder takes its slow path at
+// each). It reports false for anything else, which decodeBase64 then decodes in one
+// piece; what it decodes, it decodes as that would (FuzzBase64 holds it to that).
+func decodeBase64Lines(dst, src []byte) (int, bool) {
+	n := 0
+	for len(src) > 0 {
+		line := src
+		if i := bytes.IndexByte(src, '\n'); i >= 0 {
+			line, src = src[:i], src[i+1:]
+		} else {
+			src = nil
+		}
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		}
+		if len(line)%4 != 0 {
+			return 0, false
+		}
+		m, ok := decodeQuanta(dst[n:], line)
+		if !ok {
+			// Padding, or a byte outside the alphabet: base64 says which.
+			var err error
+			if m, err = base64.StdEncoding.Decode(dst[n:], line); err != nil {
+				return 0, false
+			}
+		}
+		n += m
+		if len(line) > 0 && line[len(line)-1] == '=' && len(bytes.Trim(src, "\r\n")) > 0 {
+			return 0, false // padding before the end
+		}
+	}
+	return n, true
+}
+
+// base64Quanta maps a character of the base64 alphabet to its six bits, shifted to
+// their place in a quantum of four characters: quantum[i][c] for the i-th. The other
+// bytes (padding included) map to invalidQuantum.
+var base64Quanta = func() (t [4][256]uint32) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for i := range t {
+		for c := range t[i] {
+			t[i][c] = invalidQuantum
+		}
+		for v, c := range []byte(alphabet) {
+			t[i][c] = uint32(v) << (18 - 6*i)
+		}
+	}
+	return t
+}()
+
+const invalidQuantum = 0xff000000
+
+// decodeQuanta decodes src, whole quanta of base64 without padding, into dst, a table
+// look-up per character and one store per eight characters. It reports false, with
+// what it decoded, at a byte outside the alphabet.
+func decodeQuanta(dst, src []byte) (int, bool) {
+	q := &base64Quanta
+	n := 0
+	for len(src) >= 8 && len(dst)-n >= 8 {
+		x := q[0][src[0]] | q[1][src[1]] | q[2][src[2]] | q[3][src[3]]
+		y := q[0][src[4]] | q[1][src[5]] | q[2][src[6]] | q[3][src[7]]
+		if (x|y)&invalidQuantum != 0 {
+			return n, false
+		}
+		binary.BigEndian.PutUint64(dst[n:], uint64(x)<<40|uint64(y)<<16)
+		n += 6
+		src = src[8:]
+	}
+	for len(src) >= 4 {
+		x := q[0][src[0]] | q[1][src[1]] | q[2][src[2]] | q[3][src[3]]
+		if x&invalidQuantum != 0 {
+			return n, false
+		}
+		dst[n], dst[n+1], dst[n+2] = byte(x>>16), byte(x>>8), byte(x)
+		n += 3
+		src = src[4:]
+	}
+	return n, true
 }
 
 // text appends a text/plain or text/html part to the email's body of that type.

@@ -3,6 +3,7 @@ package mailparse
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"slices"
@@ -129,4 +130,24 @@ func fieldList(h message.Header, contentOnly bool) []string {
 		}
 	}
 	return out
+}
+
+// Base64Disagreement says how decodeBase64 decodes src differently from base64's
+// decoder over the whole body without its spaces and tabs ("" when it does not).
+func Base64Disagreement(src []byte) string {
+	got, ok := decodeBase64(src)
+	clean := bytes.Map(func(r rune) rune {
+		if r == ' ' || r == '\t' {
+			return -1
+		}
+		return r
+	}, src)
+	want, err := base64.StdEncoding.DecodeString(string(clean))
+	if ok != (err == nil) {
+		return fmt.Sprintf("decodeBase64 ok %v, base64: %v", ok, err)
+	}
+	if ok && !bytes.Equal(want, got) {
+		return fmt.Sprintf("decoded %q, base64 %q", got, want)
+	}
+	return ""
 }

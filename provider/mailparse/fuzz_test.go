@@ -3,6 +3,7 @@ package mailparse_test
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"testing"
 	"unicode/utf8"
@@ -175,4 +176,44 @@ func FuzzMIMEHeader(f *testing.F) {
 			t.Fatal(d)
 		}
 	})
+}
+
+// FuzzBase64 checks the line-by-line base64 decoding of attachments against base64's
+// decoder over the whole body.
+func FuzzBase64(f *testing.F) {
+	for _, s := range []string{
+		"", "QUJD\r\nREVG\r\n", "QUJD\nREVG", "QQ==\r\n", "QQ==\r\nQUJD\r\n", "QUJ D\r\n", "QUJD\r\r\r\rQUJD\r\n",
+		"QUJ\r\nDREVG\r\n", "QQ=\r\n=\r\n", "QQ==\r\n\r\n\r\n", "QUJDREVG\r\nQQ", "\r\n\r\nQUJD", "QU\tJD\r\n",
+		base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("attachment "), 40)),
+	} {
+		f.Add([]byte(s))
+	}
+	var b bytes.Buffer
+	enc := base64.NewEncoder(base64.StdEncoding, &lineWriter{w: &b})
+	enc.Write(bytes.Repeat([]byte{0, 1, 2, 0xff, 'x'}, 100))
+	enc.Close()
+	f.Add(b.Bytes())
+	f.Fuzz(func(t *testing.T, src []byte) {
+		if d := mailparse.Base64Disagreement(src); d != "" {
+			t.Fatal(d)
+		}
+	})
+}
+
+// lineWriter breaks what it is given into lines of 76 characters, as MIME encoders do.
+type lineWriter struct {
+	w   *bytes.Buffer
+	col int
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	for _, c := range p {
+		if l.col == 76 {
+			l.w.WriteString("\r\n")
+			l.col = 0
+		}
+		l.w.WriteByte(c)
+		l.col++
+	}
+	return len(p), nil
 }
