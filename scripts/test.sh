@@ -43,5 +43,6 @@ fuzz ./provider/mailparse FuzzHeaderFields
 fuzz ./provider/mailparse FuzzMIMEHeader
 fuzz ./provider/mailparse FuzzMultipart
 fuzz ./provider/mailparse FuzzBase64
+fuzz ./provider/mailparse FuzzMessageIDs
 fuzz ./filter FuzzTokenFind
 fuzz ./filter FuzzParseFilter

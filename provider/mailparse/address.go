@@ -36,6 +36,14 @@ func ParseAddressList(value string) (list []crmsync.Address, notes []string) {
 	if strings.TrimSpace(value) == "" {
 		return nil, nil
 	}
+	if l, ok := quickAddressList(value); ok {
+		return l, nil
+	}
+	return parseAddressList(value)
+}
+
+// parseAddressList is ParseAddressList without quickAddressList's shortcut.
+func parseAddressList(value string) (list []crmsync.Address, notes []string) {
 	if l, err := addressParser.ParseList(value); err == nil {
 		for _, a := range l[:min(len(l), maxAddresses)] {
 			list = append(list, address(a))
@@ -57,6 +65,81 @@ func ParseAddressList(value string) (list []crmsync.Address, notes []string) {
 		}
 	}
 	return list, notes
+}
+
+// quickAddressList reads the form nearly every address field takes, without
+// net/mail's allocations: addresses "local@domain", "<local@domain>" or "Display Name
+// <local@domain>" separated by commas, in printable ASCII, the display name plain
+// words (no quotes, comments, dots or encoded words). It reports false for anything
+// else, which ParseAddressList reads the slow way; what it reads, it reads as that
+// would (FuzzParseAddressList holds it to that).
+func quickAddressList(v string) ([]crmsync.Address, bool) {
+	var list []crmsync.Address
+	for len(list) < maxAddresses {
+		entry, rest, more := strings.Cut(v, ",")
+		a, ok := quickAddress(strings.Trim(entry, " \t"))
+		if !ok {
+			return nil, false
+		}
+		list = append(list, a)
+		if !more {
+			return list, true
+		}
+		v = rest
+	}
+	return nil, false
+}
+
+// quickAddress reads one address of quickAddressList's.
+func quickAddress(s string) (crmsync.Address, bool) {
+	if isAddrSpec(s) {
+		return crmsync.Address{Email: s}, true
+	}
+	lt := strings.IndexByte(s, '<')
+	if lt < 0 || s[len(s)-1] != '>' || !isAddrSpec(s[lt+1:len(s)-1]) {
+		return crmsync.Address{}, false
+	}
+	name, spaced := strings.TrimRight(s[:lt], " \t"), false
+	for i := range len(name) {
+		switch c := name[i]; {
+		case c == ' ' || c == '\t':
+			spaced = spaced || c == '\t' || (i > 0 && name[i-1] == ' ') // net/mail joins words with one space
+		case !isAtom(c) || c == '.' || c == '=':
+			return crmsync.Address{}, false
+		}
+	}
+	if spaced {
+		name = strings.Join(strings.Fields(name), " ")
+	}
+	return crmsync.Address{Name: name, Email: s[lt+1 : len(s)-1]}, true
+}
+
+// isAddrSpec reports whether s is "local@domain", both dot-atoms of printable ASCII
+// (no dot at either end, no two together), as net/mail reads them.
+func isAddrSpec(s string) bool {
+	at := strings.IndexByte(s, '@')
+	return at >= 0 && isDotAtom(s[:at]) && isDotAtom(s[at+1:])
+}
+
+func isDotAtom(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := range len(s) {
+		if !isAtom(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// isAtom reports whether c is in RFC 5322's atom text in ASCII, or a dot.
+func isAtom(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0
 }
 
 // address converts an address net/mail read.

@@ -151,3 +151,30 @@ func Base64Disagreement(src []byte) string {
 	}
 	return ""
 }
+
+// MessageIDDisagreement says how NormalizeMessageID and SplitMessageIDs read v
+// differently from their slow paths ("" when they do not).
+func MessageIDDisagreement(v string) string {
+	if w := strings.TrimSpace(v); w != "" {
+		if got, want := NormalizeMessageID(v), normalizeMessageID(w); got != want {
+			return fmt.Sprintf("NormalizeMessageID %q, the slow way %q", got, want)
+		}
+		if got, want := SplitMessageIDs(v), splitMessageIDs(v); !slices.Equal(got, want) {
+			return fmt.Sprintf("SplitMessageIDs %q, the slow way %q", got, want)
+		}
+	}
+	return ""
+}
+
+// AddressDisagreement says how ParseAddressList reads v differently from its slow path
+// ("" when it does not).
+func AddressDisagreement(v string) string {
+	got, gotNotes := ParseAddressList(v)
+	if w := from8bit(v); strings.TrimSpace(w) != "" {
+		want, wantNotes := parseAddressList(w)
+		if !slices.Equal(got, want) || !slices.Equal(gotNotes, wantNotes) {
+			return fmt.Sprintf("ParseAddressList %q %q, the slow way %q %q", got, gotNotes, want, wantNotes)
+		}
+	}
+	return ""
+}

@@ -91,10 +91,11 @@ func FuzzParseHeader(f *testing.F) {
 }
 
 // FuzzParseAddressList checks that no field value makes ParseAddressList panic or
-// return an empty or invalid address.
+// return an empty or invalid address, nor read it differently from its slow path.
 func FuzzParseAddressList(f *testing.F) {
 	for _, s := range []string{
-		"", "a@b", `"B, Jr" <b@x>; c@d`, "Ann Smith ann@x", "g: a@b, c@d;", "(c) <a(b)@c(d)>",
+		"", "a@b", `"B, Jr" <b@x>; c@d`, "Sender 5 <s5@x.example>, <a@b>,c@d", "A  B\t<a@b>", "a <b@c>d", "a@b <c@d>",
+		"a.b <c@d>", "=?utf-8?q?x?= <a@b>", "a,,b@c", "<a..b@c>", "<.a@b>", "a@b.", " <a@b> ", "x <a@b@c>", "<a@b>>", "Ann Smith ann@x", "g: a@b, c@d;", "(c) <a(b)@c(d)>",
 		`"=?UTF-8?Q?J=C3=B6rg?=" <j@x>`, "\"unbalanced <a@b>", "<<<@>>>", "J\xf6rg <j@x>", "a@b\\, c",
 	} {
 		f.Add(s)
@@ -112,6 +113,9 @@ func FuzzParseAddressList(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, value string) {
+		if d := mailparse.AddressDisagreement(value); d != "" {
+			t.Fatal(d)
+		}
 		list, notes := mailparse.ParseAddressList(value)
 		for _, a := range list {
 			if a.Name == "" && a.Email == "" {
@@ -216,4 +220,33 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 		l.col++
 	}
 	return len(p), nil
+}
+
+// FuzzMessageIDs checks the shortcuts of NormalizeMessageID and SplitMessageIDs
+// against the slow ways they stand in for.
+func FuzzMessageIDs(f *testing.F) {
+	for _, s := range []string{
+		"<a@b>", "<a.b@c.d>", " <a@b> <c@d>\t<e@f> ", "<a@b><c@d>", "<a@b>, <c@d>", "<@b>", "<a@>", "<a@b@c>",
+		"<a..b@c>", "<.a@b.>", "<a b@c>", "<a@[1.2.3.4]>", "<a@b> (relay)", "a@b", "<=?x?=@b>", "<a\xff@b>",
+		"<a(b)@c>", "<<a@b>>", "<a@b>>", "<a\"b@c>", "<a@b>\r\n <c@d>", "<{|}~!#$%&'*+-/=?^_`@x>",
+	} {
+		f.Add(s)
+	}
+	files, names := corpusFiles(f)
+	for _, name := range names {
+		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(headerOf(files[name]))))
+		if err != nil {
+			continue
+		}
+		for _, key := range []string{"Message-Id", "In-Reply-To", "References"} {
+			for _, v := range h.Values(key) {
+				f.Add(v)
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		if d := mailparse.MessageIDDisagreement(v); d != "" {
+			t.Fatal(d)
+		}
+	})
 }

@@ -20,12 +20,23 @@ func splitMessage(raw []byte) (head, body []byte) {
 		if j < 0 {
 			return raw, nil
 		}
-		if len(bytes.TrimRight(raw[i:i+j+1], "\r\n")) == 0 {
+		if isBlank(raw[i : i+j]) {
 			return raw[:i], raw[i+j+1:]
 		}
 		i += j + 1
 	}
 	return raw, nil
+}
+
+// isBlank reports whether a line without its line feed is empty but for carriage
+// returns.
+func isBlank(line []byte) bool {
+	for _, c := range line {
+		if c != '\r' {
+			return false
+		}
+	}
+	return true
 }
 
 // readHeader reads a header block; size is the size of the whole message, to tell an

@@ -21,6 +21,14 @@ func NormalizeMessageID(v string) string {
 	if v == "" {
 		return ""
 	}
+	if id, ok := quickMessageID(v); ok {
+		return id
+	}
+	return normalizeMessageID(v)
+}
+
+// normalizeMessageID is NormalizeMessageID without quickMessageID's shortcut.
+func normalizeMessageID(v string) string {
 	var h mail.Header
 	h.Set("Message-Id", v)
 	if id, err := h.MessageID(); err == nil && id != "" {
@@ -43,6 +51,14 @@ func SplitMessageIDs(v string) []string {
 	if strings.TrimSpace(v) == "" {
 		return nil
 	}
+	if l, ok := quickMessageIDs(v); ok {
+		return l
+	}
+	return splitMessageIDs(v)
+}
+
+// splitMessageIDs is SplitMessageIDs without quickMessageIDs's shortcut.
+func splitMessageIDs(v string) []string {
 	var h mail.Header
 	h.Set("References", v)
 	if l, err := h.MsgIDList("References"); err == nil {
@@ -60,6 +76,49 @@ func SplitMessageIDs(v string) []string {
 		}
 	}
 	return cleanIDs(l)
+}
+
+// quickMessageID reads the form nearly every message id takes, "<left@right>" in
+// printable ASCII without white space, brackets or specials, and reports false for
+// anything else, which NormalizeMessageID reads the slow way; what it reads, it reads
+// as that would (FuzzMessageIDs holds it to that).
+func quickMessageID(v string) (string, bool) {
+	if len(v) < 5 || v[0] != '<' || v[len(v)-1] != '>' {
+		return "", false
+	}
+	id := v[1 : len(v)-1]
+	at := strings.IndexByte(id, '@')
+	if at <= 0 || at == len(id)-1 {
+		return "", false
+	}
+	for i := range len(id) {
+		if c := id[i]; !isAtom(c) && i != at {
+			return "", false
+		}
+	}
+	return id, true
+}
+
+// quickMessageIDs reads a list of message ids that quickMessageID reads, separated by
+// spaces and tabs, and reports false for anything else.
+func quickMessageIDs(v string) ([]string, bool) {
+	var l []string
+	for {
+		v = strings.TrimLeft(v, " \t")
+		if v == "" {
+			return l, len(l) > 0
+		}
+		end := strings.IndexAny(v, " \t")
+		if end < 0 {
+			end = len(v)
+		}
+		id, ok := quickMessageID(v[:end])
+		if !ok {
+			return nil, false
+		}
+		l = append(l, id)
+		v = v[end:]
+	}
 }
 
 // cleanID drops what an id cannot contain: angle brackets and white space.
