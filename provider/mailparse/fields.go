@@ -104,11 +104,17 @@ func (fs fields) Values(key string) []string {
 // mimeHeader returns the Content-* fields as a go-message header, as
 // textproto.ReadHeader would have read them from the block.
 func (fs fields) mimeHeader() message.Header {
+	return message.Header{Header: fs.header(true)}
+}
+
+// header returns the fields (only the Content-* ones when contentOnly) as a go-message
+// header, as textproto.ReadHeader would have read them from the block.
+func (fs fields) header(contentOnly bool) textproto.Header {
 	var h textproto.Header
 	// ReadHeader's header holds its fields last first, so that its Get returns the
 	// first one; AddRaw appends, so add them in that order.
 	for i := len(fs) - 1; i >= 0; i-- {
-		if n := fs[i].name; len(n) >= 8 && equalFoldASCII(n[:8], "content-") {
+		if n := fs[i].name; !contentOnly || len(n) >= 8 && equalFoldASCII(n[:8], "content-") {
 			kv := fs[i].whole
 			if kv[len(kv)-1] != '\n' {
 				// The block's last line, without a line break: ReadHeader reads it
@@ -118,7 +124,7 @@ func (fs fields) mimeHeader() message.Header {
 			h.AddRaw(kv)
 		}
 	}
-	return message.Header{Header: h}
+	return h
 }
 
 // equalFoldASCII reports whether b and s are equal under ASCII case folding; field

@@ -107,9 +107,25 @@ func (m *multipartSplitter) readLine() ([]byte, error) {
 	return rest[:i+1], nil
 }
 
-// readPartHeader reads a part's header with go-message's own reader, and moves past
-// what that reader consumed.
+// readPartHeader reads a part's header as go-message's own reader does, and moves past
+// what that reader consumes: in place when scanHeader can read it, else with that
+// reader.
 func (m *multipartSplitter) readPartHeader() (textproto.Header, error) {
+	// The header ends at the first empty line, or at the end of the input.
+	end, next := len(m.buf), len(m.buf)
+	for i := m.pos; i < len(m.buf); {
+		j := lineEnd(m.buf, i)
+		if line := m.buf[i:j]; string(line) == "\n" || string(line) == "\r\n" {
+			end, next = i, j
+			break
+		}
+		i = j
+	}
+	var buf [16]field
+	if fs, ok := scanHeader(m.buf[m.pos:end], buf[:0]); ok {
+		m.pos = next
+		return fs.header(false), nil
+	}
 	rest := bytes.NewReader(m.buf[m.pos:])
 	br := headerReaders.Get().(*bufio.Reader)
 	br.Reset(rest)

@@ -68,6 +68,12 @@ func FuzzMultipart(f *testing.F) {
 		{"--b \t\r\n\r\nx\r\n--b--", "b"},
 		{"x\r\n--b\r\n\r\n" + string(bytes.Repeat([]byte("y"), 5000)) + "\r\n--b--", "b"},
 		{string(bytes.Repeat([]byte("p"), 5000)) + "\r\n--b\r\n\r\nz\r\n--b--", "b"},
+		{"--b\r\nContent-Type: a;\r\n b=c\r\nX: y\r\ncontent-type: d\r\n\r\nbody\r\n--b--", "b"},
+		{"--b\nA: b\r\r\n\r\nx\n--b--", "b"},
+		{"--b\r\nA: b", "b"},
+		{"--b\r\nA: b\r", "b"},
+		{"--b\r\n: x\r\n y\r\nB : c \r\n\r\n--b--", "b"},
+		{"--b\r\n cont\r\n\r\n--b--", "b"},
 	} {
 		f.Add([]byte(s.body), s.boundary)
 	}
