@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -542,61 +543,88 @@ func (f *fetcher) messages(folder string, validity uint32, uids, next []imap.UID
 // those in ahead (in hand already) first, while the others are fetched, so that the
 // connection and the parsing overlap instead of taking turns. An email that cannot be
 // parsed is reported in the batch's Failed and removed from emails.
+//
+// The messages in hand are shared out by a counter, not handed over one by one: with
+// every message of a batch fetched ahead (the usual case of an ingest), a batch costs
+// no wake-up of one goroutine by another per message, and this goroutine parses its
+// share instead of waiting.
 func (f *fetcher) fetchBodies(folder string, uids []imap.UID, ahead map[imap.UID][]byte, emails map[imap.UID]*crmsync.Email, parsed map[imap.UID]bool) error {
 	type job struct {
 		uid imap.UID
 		raw []byte
 		e   *crmsync.Email
 	}
-	type result struct {
-		uid imap.UID
-		err error
-	}
-	jobs := make(chan job, 8)
-	results := make(chan result, len(uids))
-	opts := mailparse.Options{AttachmentLimit: f.req.AttachmentLimit}
-	var wg sync.WaitGroup
-	for range max(1, runtime.GOMAXPROCS(0)) {
-		wg.Go(func() {
-			for j := range jobs {
-				err := mailparse.ParseBody(j.e, j.raw, opts)
-				putRaw(j.raw) // the email keeps copies of what it needs
-				results <- result{j.uid, err}
-			}
-		})
-	}
-	got := func(uid imap.UID, raw []byte) {
-		if e := emails[uid]; e != nil && !parsed[uid] {
-			parsed[uid] = true
-			jobs <- job{uid, raw, e}
+	take := func(uid imap.UID, raw []byte) (job, bool) {
+		e := emails[uid]
+		if e == nil || parsed[uid] {
+			return job{}, false
 		}
+		parsed[uid] = true
+		return job{uid, raw, e}, true
 	}
+	var inHand []job
 	var rest []imap.UID
 	for _, uid := range uids {
-		if raw := ahead[uid]; raw != nil {
-			got(uid, raw)
-		} else {
+		if raw := ahead[uid]; raw == nil {
 			rest = append(rest, uid)
+		} else if j, ok := take(uid, raw); ok {
+			inHand = append(inHand, j)
 		}
+	}
+
+	opts := mailparse.Options{AttachmentLimit: f.req.AttachmentLimit}
+	var (
+		mu   sync.Mutex
+		bad  []imap.UID
+		errs = make(map[imap.UID]error)
+	)
+	parse := func(j job) {
+		if err := mailparse.ParseBody(j.e, j.raw, opts); err != nil {
+			mu.Lock()
+			bad = append(bad, j.uid)
+			errs[j.uid] = err
+			mu.Unlock()
+		}
+		putRaw(j.raw) // the email keeps copies of what it needs
+	}
+	var next atomic.Int64
+	parseInHand := func() {
+		for i := int(next.Add(1)) - 1; i < len(inHand); i = int(next.Add(1)) - 1 {
+			parse(inHand[i])
+		}
+	}
+	jobs := make(chan job, 8)
+	work := func() {
+		parseInHand()
+		for j := range jobs {
+			parse(j)
+		}
+	}
+	var wg sync.WaitGroup
+	workers := max(1, runtime.GOMAXPROCS(0))
+	if len(rest) == 0 {
+		workers-- // this goroutine is one of them
+	}
+	for range min(workers, len(inHand)+len(rest)) {
+		wg.Go(work)
 	}
 	var err error
 	if len(rest) > 0 {
-		err = f.fetchFull(rest, got)
+		err = f.fetchFull(rest, func(uid imap.UID, raw []byte) {
+			if j, ok := take(uid, raw); ok {
+				jobs <- j
+			}
+		})
 	}
 	close(jobs)
+	work()
 	wg.Wait()
-	close(results)
-	var bad []result
-	for r := range results {
-		if r.err != nil {
-			bad = append(bad, r)
-		}
-	}
-	slices.SortFunc(bad, func(a, b result) int { return int(a.uid) - int(b.uid) })
-	for _, r := range bad {
-		e := emails[r.uid]
-		f.fail(folder, e.ProviderID, e.MessageID, provider.Permanent("imap parse", fmt.Errorf("%s: %w", e.ProviderID, r.err)))
-		emails[r.uid] = nil
+
+	slices.Sort(bad)
+	for _, uid := range bad {
+		e := emails[uid]
+		f.fail(folder, e.ProviderID, e.MessageID, provider.Permanent("imap parse", fmt.Errorf("%s: %w", e.ProviderID, errs[uid])))
+		emails[uid] = nil
 	}
 	return err
 }
