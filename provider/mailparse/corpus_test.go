@@ -210,3 +210,29 @@ func checkEmail(t *testing.T, e *crmsync.Email, limit int64) {
 		t.Errorf("direction %v", e.Direction)
 	}
 }
+
+// BenchmarkParseCorpus parses every message of the real-world corpus once per
+// iteration, header and body as an IMAP ingest does: messy mail, where the parser's
+// shortcuts apply less often than to the generated mail of internal/bench/mailbench.
+//
+//	go test -run '^$' -bench ParseCorpus -benchmem ./provider/mailparse
+func BenchmarkParseCorpus(b *testing.B) {
+	files, names := corpusFiles(b)
+	if names == nil {
+		b.Skip("the corpus is missing")
+	}
+	var size int64
+	for _, name := range names {
+		size += int64(len(files[name]))
+	}
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, name := range names {
+			raw := files[name]
+			if e, err := mailparse.ParseHeader(raw); err == nil {
+				_ = mailparse.ParseBody(e, raw, mailparse.Options{})
+			}
+		}
+	}
+}
