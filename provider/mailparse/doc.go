@@ -13,4 +13,11 @@
 // attachments to it, and Parse does both at once. The helpers ParseAddressList,
 // NormalizeMessageID, SplitMessageIDs, DecodeText and ParseDate read single header
 // values the same way.
+//
+// It is built on go-message and the standard library's net/mail, and reads the forms
+// nearly all mail takes without them, in place and with few allocations: header blocks,
+// message ids, plain address lists, the usual date, multipart bodies in memory, base64
+// in lines. Each such shortcut falls back to the general reader on anything else, and a
+// differential fuzz target holds it to reading what that reader reads (fuzz_test.go;
+// CI runs each for a short time).
 package mailparse
