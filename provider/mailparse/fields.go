@@ -51,10 +51,8 @@ func scanHeader(head []byte, fs fields) (fields, bool) {
 		if len(name) == 0 {
 			continue // ReadHeader skips it
 		}
-		for _, c := range name {
-			if c < 33 || c > 126 {
-				return fs, false
-			}
+		if !validFieldName(name) {
+			return fs, false
 		}
 		fs = append(fs, field{name: name, value: kv[colon+1:], whole: kv})
 	}

@@ -95,43 +95,28 @@ func readMIMEHeader(head []byte, size int) (message.Header, error) {
 // header of a MIME part: each read would otherwise allocate (and clear) a 4 KiB buffer.
 var headerReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
 
-// sanitizeHeader keeps the lines of a header block that are fields ("Name: value") or
-// continuations of a kept field, and counts the others.
-func sanitizeHeader(head []byte) ([]byte, int) {
-	kept, _, dropped := filterHeader(head, func([]byte) bool { return true })
+// sanitizeHeader keeps the lines of a header block that are fields ("Name: value", with
+// a valid name) or continuations of a kept field, and counts the others (continuations
+// of a dropped line included).
+func sanitizeHeader(head []byte) (kept []byte, dropped int) {
+	isField := false // of the current line's field
+	for rest := head; len(rest) > 0; {
+		line := rest[:lineEnd(rest, 0)]
+		rest = rest[len(line):]
+		if !isSpace(line[0]) {
+			i := bytes.IndexByte(line, ':')
+			isField = i > 0 && validFieldName(bytes.TrimRight(line[:i], " \t"))
+		}
+		if isField {
+			kept = append(kept, line...)
+		} else {
+			dropped++
+		}
+	}
 	return kept, dropped
 }
 
-// filterHeader walks the lines of a header block: a field line ("Name: value", with a
-// valid name) is kept, with its continuation lines, when want says so; fields counts
-// the field lines, and dropped the other lines (and their continuations).
-func filterHeader(head []byte, want func(field []byte) bool) (kept []byte, fields, dropped int) {
-	isField, keep := false, false // of the current line's field
-	for rest := head; len(rest) > 0; {
-		line := rest
-		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
-			line, rest = rest[:i+1], rest[i+1:]
-		} else {
-			rest = nil
-		}
-		if line[0] != ' ' && line[0] != '\t' {
-			i := bytes.IndexByte(line, ':')
-			isField = i > 0 && validFieldName(bytes.TrimRight(line[:i], " \t"))
-			keep = isField && want(line)
-			if isField {
-				fields++
-			}
-		}
-		switch {
-		case !isField:
-			dropped++
-		case keep:
-			kept = append(kept, line...)
-		}
-	}
-	return kept, fields, dropped
-}
-
+// validFieldName reports whether b is a field name: printable ASCII but the colon.
 func validFieldName(b []byte) bool {
 	if len(b) == 0 {
 		return false
