@@ -240,11 +240,11 @@ func decodeBase64Lines(dst, src []byte) (int, bool) {
 			if m, err = base64.StdEncoding.Decode(dst[n:], line); err != nil {
 				return 0, false
 			}
+			if bytes.IndexByte(line, '=') >= 0 && len(bytes.Trim(src, "\r\n")) > 0 {
+				return 0, false // padding before the end
+			}
 		}
 		n += m
-		if len(line) > 0 && line[len(line)-1] == '=' && len(bytes.Trim(src, "\r\n")) > 0 {
-			return 0, false // padding before the end
-		}
 	}
 	return n, true
 }
