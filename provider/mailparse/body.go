@@ -341,7 +341,7 @@ func (p *bodyParser) addAttachment(h message.Header, t, name string, data []byte
 	a := crmsync.Attachment{
 		Name:        name,
 		ContentType: t,
-		ContentID:   strings.Trim(strings.TrimSpace(h.Get("Content-Id")), "<>"),
+		ContentID:   validUTF8(strings.Trim(strings.TrimSpace(h.Get("Content-Id")), "<>")),
 		Size:        int64(len(data)) + rest,
 	}
 	if a.Name == "" {
