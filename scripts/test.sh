@@ -36,6 +36,7 @@ go test -race -count=1 -timeout 20m "$@" ./...
 
 echo "== fuzz (a short run of each parser's fuzz target)"
 fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${CRMSYNC_FUZZTIME:-10s}" "$1"; }
+fuzz ./provider/mailparse FuzzParse
 fuzz ./provider/mailparse FuzzParseHeader
 fuzz ./provider/mailparse FuzzParseAddressList
 fuzz ./provider/mailparse FuzzParseDate
