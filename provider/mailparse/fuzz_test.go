@@ -145,26 +145,18 @@ var headerSeeds = []string{
 // FuzzHeaderFields checks the header reader the parser uses against go-message's
 // textproto.ReadHeader, which it stands in for.
 func FuzzHeaderFields(f *testing.F) {
-	for _, s := range handSeeds {
-		f.Add(s)
-	}
-	for _, s := range headerSeeds {
-		f.Add([]byte(s))
-	}
-	files, names := corpusFiles(f)
-	for _, name := range names {
-		f.Add(files[name])
-	}
-	f.Fuzz(func(t *testing.T, raw []byte) {
-		if d := mailparse.HeaderDisagreement(raw); d != "" {
-			t.Fatal(d)
-		}
-	})
+	fuzzHeaderReader(f, mailparse.HeaderDisagreement)
 }
 
 // FuzzMIMEHeader checks the header ParseBody reads (only the Content-* fields) against
 // go-message's textproto.ReadHeader.
 func FuzzMIMEHeader(f *testing.F) {
+	fuzzHeaderReader(f, mailparse.MIMEHeaderDisagreement)
+}
+
+// fuzzHeaderReader runs a header reader's differential check on the hand seeds, the
+// header seeds and the corpus, and on what the fuzzer makes of them.
+func fuzzHeaderReader(f *testing.F, disagreement func(raw []byte) string) {
 	for _, s := range handSeeds {
 		f.Add(s)
 	}
@@ -176,7 +168,7 @@ func FuzzMIMEHeader(f *testing.F) {
 		f.Add(files[name])
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		if d := mailparse.MIMEHeaderDisagreement(raw); d != "" {
+		if d := disagreement(raw); d != "" {
 			t.Fatal(d)
 		}
 	})
