@@ -32,9 +32,10 @@ func findScript(name string) (string, error) {
 	}
 }
 
-// readEnvFile reads an env file the scripts write: KEY=VALUE lines (an "export " prefix
-// and quotes around the value allowed), blank lines and # comments.
-func readEnvFile(path string) (map[string]string, error) {
+// ReadEnvFile reads an env file the scripts write (scripts/mailservers.sh, postgres.sh):
+// KEY=VALUE lines (an "export " prefix and quotes around the value allowed), blank
+// lines and # comments.
+func ReadEnvFile(path string) (map[string]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err

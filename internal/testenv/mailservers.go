@@ -225,7 +225,7 @@ func runScript(ctx context.Context, env []string, script string, args ...string)
 
 // loadEnv reads an env file written by `mailservers.sh start`.
 func loadEnv(path string) (*Env, error) {
-	vars, err := readEnvFile(path)
+	vars, err := ReadEnvFile(path)
 	if err != nil {
 		return nil, err
 	}

@@ -537,7 +537,7 @@ func OAuthMailServers(t testing.TB, cfg OAuthConfig) *OAuthMail {
 		t.Fatalf("testenv: starting the OAuth Dovecot (bash %s start %s) failed: %v\n%s", script, dir, err, out)
 	}
 	t.Cleanup(stopDir)
-	vars, err := readEnvFile(filepath.Join(dir, "env"))
+	vars, err := ReadEnvFile(filepath.Join(dir, "env"))
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}

@@ -190,7 +190,7 @@ func stopPG(script, dir string) error {
 
 // loadPGEnv reads an env file written by `postgres.sh start`.
 func loadPGEnv(path string) (*PGCluster, error) {
-	vars, err := readEnvFile(path)
+	vars, err := ReadEnvFile(path)
 	if err != nil {
 		return nil, err
 	}

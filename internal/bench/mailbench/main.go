@@ -21,7 +21,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -38,6 +37,7 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/internal/testenv"
 	"github.com/crmsync/crmsync/provider"
 	"github.com/crmsync/crmsync/provider/imap"
 	"github.com/crmsync/crmsync/provider/pop3"
@@ -114,19 +114,8 @@ func loadEnv(path string) (*mailEnv, error) {
 	if path == "" {
 		return nil, errors.New("no -env (or CRMSYNC_MAIL_ENV): start the servers with scripts/mailservers.sh start DIR")
 	}
-	f, err := os.Open(path)
+	vars, err := testenv.ReadEnvFile(path)
 	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	vars := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "="); ok {
-			vars[k] = v
-		}
-	}
-	if err := sc.Err(); err != nil {
 		return nil, err
 	}
 	e := &mailEnv{
