@@ -17,6 +17,22 @@ import (
 // file of the real-world corpus (its header alone for the header and address targets).
 // In CI each also runs for a short time with -fuzz.
 
+// corpusValues returns the values of the fields named keys in the corpus's headers.
+func corpusValues(tb testing.TB, keys ...string) []string {
+	var out []string
+	files, names := corpusFiles(tb)
+	for _, name := range names {
+		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(headerOf(files[name]))))
+		if err != nil {
+			continue
+		}
+		for _, key := range keys {
+			out = append(out, h.Values(key)...)
+		}
+	}
+	return out
+}
+
 // headerOf returns the header block of a raw message.
 func headerOf(raw []byte) []byte {
 	for _, sep := range [][]byte{[]byte("\r\n\r\n"), []byte("\n\n")} {
@@ -100,17 +116,8 @@ func FuzzParseAddressList(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	files, names := corpusFiles(f)
-	for _, name := range names {
-		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(headerOf(files[name]))))
-		if err != nil {
-			continue
-		}
-		for _, key := range []string{"From", "Sender", "To", "Cc", "Bcc", "Reply-To"} {
-			for _, v := range h.Values(key) {
-				f.Add(v)
-			}
-		}
+	for _, v := range corpusValues(f, "From", "Sender", "To", "Cc", "Bcc", "Reply-To") {
+		f.Add(v)
 	}
 	f.Fuzz(func(t *testing.T, value string) {
 		if d := mailparse.AddressDisagreement(value); d != "" {
@@ -224,17 +231,8 @@ func FuzzMessageIDs(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	files, names := corpusFiles(f)
-	for _, name := range names {
-		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(headerOf(files[name]))))
-		if err != nil {
-			continue
-		}
-		for _, key := range []string{"Message-Id", "In-Reply-To", "References"} {
-			for _, v := range h.Values(key) {
-				f.Add(v)
-			}
-		}
+	for _, v := range corpusValues(f, "Message-Id", "In-Reply-To", "References") {
+		f.Add(v)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
 		if d := mailparse.MessageIDDisagreement(v); d != "" {
