@@ -575,13 +575,11 @@ func (f *fetcher) fetchBodies(folder string, uids []imap.UID, ahead map[imap.UID
 	opts := mailparse.Options{AttachmentLimit: f.req.AttachmentLimit}
 	var (
 		mu   sync.Mutex
-		bad  []imap.UID
-		errs = make(map[imap.UID]error)
+		errs = make(map[imap.UID]error) // the messages that could not be parsed
 	)
 	parse := func(j job) {
 		if err := mailparse.ParseBody(j.e, j.raw, opts); err != nil {
 			mu.Lock()
-			bad = append(bad, j.uid)
 			errs[j.uid] = err
 			mu.Unlock()
 		}
@@ -620,8 +618,7 @@ func (f *fetcher) fetchBodies(folder string, uids []imap.UID, ahead map[imap.UID
 	work()
 	wg.Wait()
 
-	slices.Sort(bad)
-	for _, uid := range bad {
+	for _, uid := range slices.Sorted(maps.Keys(errs)) {
 		e := emails[uid]
 		f.fail(folder, e.ProviderID, e.MessageID, provider.Permanent("imap parse", fmt.Errorf("%s: %w", e.ProviderID, errs[uid])))
 		emails[uid] = nil
