@@ -250,7 +250,7 @@ func decodeBase64Lines(dst, src []byte) (int, bool) {
 }
 
 // base64Quanta maps a character of the base64 alphabet to its six bits, shifted to
-// their place in a quantum of four characters: quantum[i][c] for the i-th. The other
+// their place in a quantum of four characters: base64Quanta[i][c] for the i-th. The other
 // bytes (padding included) map to invalidQuantum.
 var base64Quanta = func() (t [4][256]uint32) {
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
